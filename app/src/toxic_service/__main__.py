@@ -1,0 +1,3 @@
+from toxic_service.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per `toxic-service` subcommand; each exposes `command`."""

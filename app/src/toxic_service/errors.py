@@ -1,0 +1,57 @@
+"""Every failure a user can cause has one type here, and one HTTP status.
+
+The API maps these to JSON errors in one place (api/errors.py); the CLI turns
+them into a message and a non-zero exit. Nothing else decides a status code.
+"""
+
+from __future__ import annotations
+
+
+class ToxicServiceError(Exception):
+    """Base class: `code` is the stable machine-readable error code."""
+
+    code = "internal_error"
+    status = 500
+
+
+class BadRequest(ToxicServiceError):
+    code = "bad_request"
+    status = 400
+
+
+class PayloadTooLarge(ToxicServiceError):
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(ToxicServiceError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class StoreUnavailable(ToxicServiceError):
+    """The vocabulary store did not answer in time (MongoDB down, file gone)."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+class NotReady(ToxicServiceError):
+    code = "not_ready"
+    status = 503
+
+
+class BundleError(ToxicServiceError):
+    """A model bundle is missing, malformed, or does not match the vocabulary."""
+
+    code = "bundle_error"
+    status = 500
+
+
+class VocabularyMismatch(BundleError):
+    code = "vocabulary_mismatch"
+
+
+class ConfigurationError(ToxicServiceError):
+    code = "configuration_error"
+    status = 500

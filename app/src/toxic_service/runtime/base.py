@@ -1,0 +1,18 @@
+"""The inference runtime interface every backend implements.
+
+A runtime is created after gunicorn forks (TensorFlow state must never cross a
+fork) and is called with a whole batch: one model invocation per request.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class InferenceRuntime(Protocol):
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """int32 array (n, max_len) -> float32 array (n, n_labels) of sigmoid scores."""
+
+    def close(self) -> None: ...
