@@ -1,0 +1,72 @@
+# toxic-service: the commands everyone uses. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE := $(CURDIR)/.cache
+# Molecule, Ansible and pip keep their state here, not in $HOME (CI hygiene).
+export ANSIBLE_LOCAL_TEMP := $(CACHE)/ansible/tmp
+export ANSIBLE_HOME := $(CACHE)/ansible/home
+export MOLECULE_GLOB := molecule/*/molecule.yml
+export TOXIC_ASSETS_CACHE := $(CACHE)
+export XDG_CACHE_HOME := $(CACHE)
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv assets wheelhouse image up down demo lint test test-app test-molecule test-deploy \
+        test-reliability bench soak clean
+
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -ts $$'\t'
+
+$(STAMP): requirements.txt app/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e './app[keras,import,test]'
+	touch $@
+
+venv: $(STAMP) ## toolchain venv: ansible, molecule, fabric, linters, the app with its extras
+
+assets: $(STAMP) ## demo model bundles and vocabularies into .cache/ (idempotent)
+	$(BIN)/python tools/build_assets.py
+
+wheelhouse: $(STAMP) ## the app wheel and every dependency for the target host
+	tools/build_wheelhouse.sh
+
+image: $(STAMP) ## the Debian 12 systemd test image, built offline (debootstrap)
+	$(BIN)/python tools/local_host.py image
+
+up: image ## start the local 1 GB test host (nginx on 127.0.0.1:8080, ssh on 127.0.0.1:2222)
+	$(BIN)/python tools/local_host.py up
+
+down: ## remove the local test host
+	$(BIN)/python tools/local_host.py down
+
+demo: assets wheelhouse up ## provision the local host with site.yml and score a real comment
+	$(BIN)/ansible-playbook -i inventory/local site.yml
+	@echo; echo '$$ curl -s -X POST http://127.0.0.1:8080/detect-toxic -H "Content-Type: application/json" \'
+	@echo "    -d '{\"sequence\": \"I will kill you, you idiot!\"}'"
+	@curl -sS --fail-with-body -X POST http://127.0.0.1:8080/detect-toxic -H 'Content-Type: application/json' \
+	    -d '{"sequence": "I will kill you, you idiot!"}' | $(BIN)/python -m json.tool
+	@echo; echo "Open http://127.0.0.1:8080/ to type a comment and see its six scores."
+
+lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
+	$(BIN)/ruff check .
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production
+
+test-app: $(STAMP) ## pytest: app unit, integration (real gunicorn) and browser tests
+	$(BIN)/pytest tests/unit tests/integration tests/browser
+
+test-molecule: assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy
+	$(BIN)/molecule test -s local
+
+test: lint test-app test-molecule ## everything that proves it (what .ci/run calls)
+
+bench: assets ## every benchmark under bench/, results into docs/benchmarks.md
+	$(BIN)/python -m bench
+
+clean: down ## remove the local host and build outputs (keeps downloaded caches)
+	rm -rf app/build app/dist artifacts

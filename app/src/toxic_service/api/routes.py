@@ -1,0 +1,107 @@
+"""The HTTP routes. Parsing lives in validation.py, error responses in errors.py."""
+
+from __future__ import annotations
+
+import math
+import time
+from importlib import resources
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, request, send_from_directory
+
+from toxic_service.api import metrics
+from toxic_service.api.openapi import build_openapi
+from toxic_service.api.state import ScorerHolder
+from toxic_service.api.validation import Limits, check_content_type, parse_detect_request
+from toxic_service.bundle import SEED_LABELS
+from toxic_service.errors import ToxicServiceError
+
+STATIC_DIR = str(resources.files("toxic_service") / "static")
+
+
+def _holder() -> ScorerHolder:
+    return current_app.extensions["toxic_service.holder"]
+
+
+def _limits() -> Limits:
+    return current_app.extensions["toxic_service.limits"]
+
+
+def detect_toxic() -> Response:
+    limits = _limits()
+    # The content type is checked before the body is read: a 415 never waits for a large upload.
+    check_content_type(request.headers.get("Content-Type"))
+    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: Werkzeug raises 413 here
+    req = parse_detect_request(request.headers.get("Content-Type"), body, limits)
+    g.batch_size = len(req.texts)
+    if current_app.extensions["toxic_service.settings"].log_text:
+        g.texts = req.texts
+    holder = _holder()
+    scorer = holder.get()
+    started = time.perf_counter()
+    try:
+        scores = scorer.score(req.texts)
+    finally:
+        store = getattr(scorer, "store", None)
+        if store is not None:
+            holder.cache_sync.update(getattr(store, "hits", 0), getattr(store, "misses", 0))
+    metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
+    metrics.BATCH_SIZE.observe(len(req.texts))
+    if len(scores) != len(req.texts) or not all(
+        isinstance(v, float) and math.isfinite(v) for row in scores for v in row.values()
+    ):
+        # A broken model must not reach clients as NaN (invalid JSON) or a short list.
+        raise ToxicServiceError("the model returned scores that are not finite numbers, or the wrong number of rows")
+    body_out: dict[str, Any] = {"predictions": scores} if req.batch else {"prediction": scores[0]}
+    return jsonify(body_out)
+
+
+def livez() -> Response:
+    return jsonify({"status": "alive"})
+
+
+def readyz() -> Response:
+    scorer = _holder().get()
+    scorer.check_ready()
+    return jsonify({"status": "ready", "labels": list(scorer.labels)})
+
+
+def metrics_view() -> Response:
+    data, content_type = metrics.render()
+    return Response(data, content_type=content_type)
+
+
+def openapi() -> Response:
+    scorer = _holder().scorer
+    labels = tuple(scorer.labels) if scorer is not None else SEED_LABELS
+    return jsonify(build_openapi(_limits(), labels))
+
+
+def page() -> Response:
+    response = send_from_directory(STATIC_DIR, "index.html")
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    return response
+
+
+def static_file(filename: str) -> Response:
+    return send_from_directory(STATIC_DIR, filename)
+
+
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def register_routes(app: Flask) -> None:
+    # No automatic OPTIONS answers: every route answers exactly the methods the OpenAPI document lists.
+    def add(rule: str, view: Any, methods: list[str], endpoint: str | None = None) -> None:
+        app.add_url_rule(rule, endpoint or view.__name__, view, methods=methods, provide_automatic_options=False)
+
+    add("/detect-toxic", detect_toxic, ["POST"])
+    add("/livez", livez, ["GET"])
+    add("/readyz", readyz, ["GET"])
+    add("/metrics", metrics_view, ["GET"], endpoint="metrics")
+    add("/openapi.json", openapi, ["GET"])
+    add("/", page, ["GET"])
+    add("/static/<path:filename>", static_file, ["GET"], endpoint="static")

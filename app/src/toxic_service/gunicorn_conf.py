@@ -1,0 +1,93 @@
+"""gunicorn configuration for `toxic-service serve` (`-c python:toxic_service.gunicorn_conf`).
+
+- No preload_app: each worker imports the app after the fork, so the model and
+  the vocabulary connections are created in the worker (TensorFlow state and
+  sqlite3 connections must not cross a fork).
+- Prometheus multiprocess mode: the master empties PROMETHEUS_MULTIPROC_DIR at
+  start and marks each dead worker, so /metrics sums live workers only.
+- Logs are one-line JSON like the app's; the app writes its own access line.
+- gunicorn's own answers to malformed HTTP (bad request line, oversized
+  headers) are HTML; they are rewritten as JSON errors like every other error.
+- Bind, workers and systemd socket activation (LISTEN_FDS, native to gunicorn)
+  come from the command line that `toxic-service serve` builds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+wsgi_app = "toxic_service.api.wsgi:app"
+preload_app = False
+worker_class = "sync"
+# A scoring call takes milliseconds; 30 s only catches a wedged worker.
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# Recycle workers now and then so slow leaks (in native runtimes) never build up.
+max_requests = 20_000
+max_requests_jitter = 2_000
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("TOXIC_LOG_LEVEL", "info")
+proc_name = "toxic-service"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "toxic_service.api.logging.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+    },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+}
+
+
+def _json_protocol_errors() -> None:
+    """Answer gunicorn's own protocol errors with our JSON error body instead of its HTML page."""
+    from gunicorn import util
+
+    def write_error(sock, status_int, reason, mesg):  # noqa: ANN001 (gunicorn's signature)
+        code = {400: "bad_request", 413: "payload_too_large", 414: "uri_too_long", 431: "headers_too_large"}.get(
+            status_int, "internal_error" if status_int >= 500 else "bad_request"
+        )
+        message = mesg if status_int < 500 else "internal error; see the service log"
+        body = json.dumps({"error": {"code": code, "message": message or reason}}).encode()
+        head = (
+            f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        util.write_nonblock(sock, head + body)
+
+    util.write_error = write_error
+
+
+_json_protocol_errors()
+
+
+def on_starting(server) -> None:  # noqa: ANN001
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        # Values left by a previous run would be summed into this one's.
+        path = Path(directory)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:  # noqa: ANN001
+    # `serve` made a private metrics directory for this run: remove it with the master.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and os.environ.get("TOXIC_METRICS_DIR_OWNED") == directory:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)

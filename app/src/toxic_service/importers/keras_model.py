@@ -1,0 +1,208 @@
+"""Load a user's Keras model, rebuild it so it converts to a servable TFLite graph, and verify.
+
+Why a rebuild: an LSTM as saved converts to a TFLite graph whose batch size
+is fixed (the TensorList loop pins it), so LiteRT cannot resize it to a
+request's batch. The same layers with `unroll=True` convert to plain built-in
+ops with input [-1, max_len]. The rebuild keeps every weight, and turns a
+float input that feeds only Embedding layers into int32 (word indexes).
+
+Why tf-keras (TF_USE_LEGACY_KERAS=1): Keras 2 files such as tox-block's
+(Keras 2.2.4) do not deserialize in Keras 3, and Keras 3's `hard_sigmoid` is
+x/6+0.5 where Keras 2's was 0.2x+0.5 (clipped): rebuilding in Keras 3 loads
+and is silently wrong by up to 0.065. tf-keras keeps Keras 2's functions.
+
+`verify` compares the converted model with the source model as loaded (not
+the rebuild) on real inputs; `model import` refuses to write anything when
+they differ by more than the tolerance.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toxic_service.errors import BundleError
+from toxic_service.importers import InputFileError
+
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")
+DEFAULT_TOLERANCE = 1e-4
+
+
+def keras_flavour(path: Path) -> str:
+    """"legacy" (Keras 2: load with tf-keras) or "keras3", read from the file without TensorFlow."""
+    import json
+    import zipfile
+
+    path = Path(path)
+    version = ""
+    if zipfile.is_zipfile(path):  # .keras: a zip with metadata.json
+        try:
+            with zipfile.ZipFile(path) as zf:
+                version = str(json.loads(zf.read("metadata.json")).get("keras_version", ""))
+        except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise InputFileError(f"{path}: not a Keras .keras archive ({exc})") from exc
+    else:
+        try:
+            import h5py
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise BundleError("reading .h5 models needs h5py: pip install 'toxic-service[keras]'") from exc
+        try:
+            with h5py.File(path, "r") as h5:
+                raw = h5.attrs.get("keras_version", b"")
+        except OSError as exc:
+            raise InputFileError(f"{path}: not an HDF5 Keras model ({exc})") from exc
+        version = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return "keras3" if version.startswith("3") else "legacy"
+
+
+def keras_module(flavour: str) -> Any:
+    """tf_keras (with TensorFlow told to use it, before TensorFlow's import) or Keras 3."""
+    import sys
+
+    if flavour == "keras3":
+        if os.environ.get("TF_USE_LEGACY_KERAS") in ("1", "true", "True"):
+            raise BundleError("a Keras 3 model cannot be converted with TF_USE_LEGACY_KERAS=1 set; unset it")
+        import keras
+
+        return keras
+    if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True"):
+        # TensorFlow picks its Keras when first asked; tf_keras models need the legacy one.
+        raise BundleError("TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set; run this in a fresh process")
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    try:
+        import tf_keras
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise BundleError("Keras 2 models need TensorFlow and tf-keras: pip install 'toxic-service[keras]'") from exc
+    return tf_keras
+
+
+def load_keras_model(path: Path) -> Any:
+    """A Keras 2 .h5 (through tf-keras) or a Keras 3 .keras/.h5, loaded without compiling (we only predict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    if path.suffix.lower() not in (".h5", ".hdf5", ".keras"):
+        raise InputFileError(f"{path}: expected a Keras model file (.h5, .hdf5 or .keras)")
+    flavour = keras_flavour(path)
+    module = keras_module(flavour)
+    try:
+        return module.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types (OSError, ValueError, TypeError, KeyError...)
+        raise InputFileError(f"{path}: cannot load as a Keras model ({flavour}: {type(exc).__name__}: {exc})") from exc
+
+
+def _unroll(node: Any) -> int:
+    """Set unroll=True on every recurrent layer config inside `node` (Bidirectional included)."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get("class_name") in RECURRENT_LAYERS and isinstance(node.get("config"), dict):
+            node["config"]["unroll"] = True
+            count += 1
+        for value in node.values():
+            count += _unroll(value)
+    elif isinstance(node, list):
+        for value in node:
+            count += _unroll(value)
+    return count
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    max_len: int
+    n_outputs: int
+
+
+def model_shape(model: Any) -> ModelShape:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise BundleError(f"the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; expected one of each")
+    in_shape = tuple(model.inputs[0].shape)
+    out_shape = tuple(model.outputs[0].shape)
+    if len(in_shape) != 2 or in_shape[1] is None:
+        raise BundleError(f"the model input has shape {in_shape}; expected (batch, max_len) with a fixed max_len")
+    if len(out_shape) != 2 or out_shape[1] is None:
+        raise BundleError(f"the model output has shape {out_shape}; expected (batch, n_labels)")
+    return ModelShape(max_len=int(in_shape[1]), n_outputs=int(out_shape[1]))
+
+
+def rebuild_for_tflite(model: Any) -> Any:
+    """The same model with recurrent layers unrolled and an int32 index input; weights copied."""
+    config = copy.deepcopy(model.get_config())
+    _unroll(config)
+    layers = config.get("layers") or []
+    input_layers = [layer for layer in layers if layer.get("class_name") == "InputLayer"]
+    embedding_first = any(layer.get("class_name") == "Embedding" for layer in layers[:2])
+    if embedding_first:
+        for layer in input_layers:
+            layer["config"]["dtype"] = "int32"
+    try:
+        rebuilt = model.__class__.from_config(config)  # Functional or Sequential alike
+        rebuilt.set_weights(model.get_weights())
+    except Exception as exc:
+        raise BundleError(f"cannot rebuild the model for conversion ({type(exc).__name__}: {exc})") from exc
+    return rebuilt
+
+
+def to_tflite(model: Any, *, quantize: bool = False) -> bytes:
+    """TFLite bytes, built-in ops only; `quantize` stores weights as int8 (dynamic range)."""
+    from toxic_service.convert import keras_to_tflite
+
+    if not quantize:
+        return keras_to_tflite(model)
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return bytes(converter.convert())
+
+
+def keras_predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Source-model scores through TensorFlow's graph mode (eager LSTM steps are ~100x slower)."""
+    dtype = model.inputs[0].dtype
+    dtype = np.float32 if dtype is None else np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+    return np.asarray(model.predict(x.astype(dtype), batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def tflite_predict(tflite_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    """Scores from the LiteRT interpreter, the serving runtime, resized to the batch."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite_bytes, num_threads=2)
+    detail = interpreter.get_input_details()[0]
+    if len(detail["shape_signature"]) != 2 or detail["shape_signature"][0] != -1:
+        raise BundleError(f"the converted model's input is {list(detail['shape_signature'])}, not resizable [-1, max_len]")
+    interpreter.resize_tensor_input(detail["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x.astype(detail["dtype"]))
+    interpreter.invoke()
+    return np.array(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), dtype=np.float32)
+
+
+def tflite_input(tflite_bytes: bytes) -> tuple[list[int], Any]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    detail = Interpreter(model_content=tflite_bytes).get_input_details()[0]
+    return [int(v) for v in detail["shape_signature"]], detail["dtype"]
+
+
+def verify(source: Any, tflite_bytes: bytes, x: np.ndarray, *, tolerance: float = DEFAULT_TOLERANCE) -> float:
+    """Largest |TFLite - Keras| over `x`; BundleError when it exceeds `tolerance`."""
+    shape, dtype = tflite_input(tflite_bytes)
+    if shape[0] != -1 or np.dtype(dtype) != np.int32:
+        raise BundleError(f"the converted model takes {np.dtype(dtype).name} {shape}; the service needs int32 [-1, max_len]")
+    expected = keras_predict(source, x)
+    got = tflite_predict(tflite_bytes, x)
+    if expected.shape != got.shape:
+        raise BundleError(f"the converted model gives shape {got.shape}, the source {expected.shape}")
+    diff = float(np.max(np.abs(expected - got)))
+    if not np.isfinite(diff) or diff > tolerance:
+        raise BundleError(
+            f"the converted model differs from the source model by {diff:.3g} (tolerance {tolerance:g}) on "
+            f"{len(x)} sample inputs; nothing was written"
+        )
+    return diff
