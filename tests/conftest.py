@@ -14,7 +14,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so any test can `import fixtures_builder`
 
 import fixtures_builder  # noqa: E402
-
 from toxic_service.settings import Settings  # noqa: E402
 
 
@@ -48,3 +47,17 @@ def tiny_settings(tiny_fixtures) -> Settings:
         runtime="litert",
         cache_entries=1000,
     )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say what did not run here and why, even under -q (without needing -rs)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("not run here")
+        for reason, count in sorted(reasons.items()):
+            terminalreporter.write_line(f"{count:4d} skipped: {reason}")

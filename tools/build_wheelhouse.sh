@@ -4,10 +4,12 @@
 # as binary wheels for the TARGET's Python and platform (not the controller's).
 #
 #   tools/build_wheelhouse.sh [--out DIR] [--python-version 3.11]
-#                             [--platform manylinux_2_36_x86_64] [--extra NAME]...
+#                             [--glibc 2.36] [--arch x86_64]
+#                             [--platform TAG]... [--extra NAME]...
 #
-# Defaults match Debian 12 (CPython 3.11, glibc 2.36, x86_64); pip expands a
-# manylinux_2_X tag to every older glibc level, so one tag covers the host.
+# Defaults match Debian 12 (CPython 3.11, glibc 2.36, x86_64). pip 23 does not
+# expand a manylinux_2_X tag to older glibc levels, so every level from 2.17
+# up to --glibc is passed; --platform (repeatable) replaces that list.
 # TensorFlow is never included: the `keras` extra is refused here because it
 # does not fit the 1 GB host (build that wheelhouse by hand if you mean it).
 # Dependencies are cached: wheels already in DIR are reused, and the final set
@@ -17,7 +19,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out="$here/.cache/wheelhouse"
 pyver=3.11
-platform=manylinux_2_36_x86_64
+glibc=2.36
+arch=x86_64
+platforms=()
 extras=()
 python=${PYTHON:-$here/.venv/bin/python}
 
@@ -27,9 +31,11 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --out) out=${2:?--out needs a directory}; shift 2 ;;
         --python-version) pyver=${2:?--python-version needs a value like 3.11}; shift 2 ;;
-        --platform) platform=${2:?--platform needs a tag like manylinux_2_36_x86_64}; shift 2 ;;
+        --platform) platforms+=("${2:?--platform needs a tag like manylinux_2_28_x86_64}"); shift 2 ;;
+        --glibc) glibc=${2:?--glibc needs a value like 2.36}; shift 2 ;;
+        --arch) arch=${2:?--arch needs a value like x86_64}; shift 2 ;;
         --extra) extras+=("${2:?--extra needs a name}"); shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -41,6 +47,13 @@ for e in "${extras[@]}"; do
         *) die "unknown extra: $e (tflite or import)" ;;
     esac
 done
+[[ $glibc =~ ^2\.[0-9]+$ ]] || die "--glibc must look like 2.36, got: $glibc"
+if [ ${#platforms[@]} -eq 0 ]; then
+    platforms=("manylinux2014_$arch")
+    for ((minor = ${glibc#2.}; minor >= 17; minor--)); do platforms+=("manylinux_2_${minor}_$arch"); done
+fi
+platform_args=()
+for p in "${platforms[@]}"; do platform_args+=(--platform "$p"); done
 [ -x "$python" ] || die "no Python at $python (set PYTHON=)"
 
 start=$(date +%s)
@@ -65,7 +78,7 @@ fi
 # previous build instead of fetching them again.
 "$python" -m pip download --quiet \
     --only-binary=:all: --implementation cp \
-    --python-version "$pyver" --platform "$platform" \
+    --python-version "$pyver" "${platform_args[@]}" \
     --find-links "$out" --dest "$stage" "$spec"
 
 if ls "$stage" | grep -Eiq '^(tensorflow|tf_keras|keras)[-_]'; then

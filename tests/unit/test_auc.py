@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from toxic_service.auc import average_ranks, roc_auc
 
 

@@ -61,7 +61,7 @@ SCORER_BUILDS = Counter(
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
 def render() -> tuple[bytes, str]:
@@ -73,25 +73,3 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-class CacheCounterSync:
-    """Feeds the store cache's own hit/miss counters into Prometheus as deltas.
-
-    The cache counts in plain integers (it knows nothing of Prometheus); after
-    each scoring call the increase since the last call is added here.
-    """
-
-    def __init__(self) -> None:
-        self._hits = 0
-        self._misses = 0
-
-    def reset(self, hits: int, misses: int) -> None:
-        self._hits, self._misses = hits, misses
-
-    def update(self, hits: int, misses: int) -> None:
-        if hits >= self._hits:
-            VOCAB_CACHE_HITS.inc(hits - self._hits)
-        if misses >= self._misses:
-            VOCAB_CACHE_MISSES.inc(misses - self._misses)
-        self._hits, self._misses = hits, misses

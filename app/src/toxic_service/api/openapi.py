@@ -142,7 +142,7 @@ def build_openapi(limits: Limits, labels: Sequence[str]) -> dict[str, Any]:
         "info": {
             "title": "toxic-service",
             "version": __version__,
-            "description": "Scores comments for six kinds of toxicity. Every error is JSON `{\"error\": {\"code\", \"message\"}}`.",
+            "description": 'Scores comments for six kinds of toxicity. Every error is JSON `{"error": {"code", "message"}}`.',
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "paths": paths,

@@ -36,15 +36,9 @@ def detect_toxic() -> Response:
     g.batch_size = len(req.texts)
     if current_app.extensions["toxic_service.settings"].log_text:
         g.texts = req.texts
-    holder = _holder()
-    scorer = holder.get()
+    scorer = _holder().get()
     started = time.perf_counter()
-    try:
-        scores = scorer.score(req.texts)
-    finally:
-        store = getattr(scorer, "store", None)
-        if store is not None:
-            holder.cache_sync.update(getattr(store, "hits", 0), getattr(store, "misses", 0))
+    scores = scorer.score(req.texts)
     metrics.INFERENCE_LATENCY.observe(time.perf_counter() - started)
     metrics.BATCH_SIZE.observe(len(req.texts))
     if len(scores) != len(req.texts) or not all(

@@ -25,10 +25,19 @@ log = logging.getLogger("toxic_service.api")
 RETRY_INTERVAL_SECONDS = 2.0
 
 
+def _count_cache(hits: int, misses: int) -> None:
+    metrics.VOCAB_CACHE_HITS.inc(hits)
+    metrics.VOCAB_CACHE_MISSES.inc(misses)
+
+
 def _default_builder(settings: Settings) -> Any:
     from toxic_service.scoring import build_scorer
 
-    return build_scorer(settings)
+    scorer = build_scorer(settings, on_lookup=_count_cache)
+    # Load this thread's model now: the first request should not pay for it, and a
+    # model that cannot load should stop the worker at start-up, not fail requests.
+    scorer.runtime()
+    return scorer
 
 
 class ScorerHolder:
@@ -45,7 +54,6 @@ class ScorerHolder:
         self._scorer: Any = None
         self._last_attempt = float("-inf")
         self._last_error = "the model and vocabulary have not been loaded yet"
-        self.cache_sync = metrics.CacheCounterSync()
 
     @property
     def scorer(self) -> Any:
@@ -92,8 +100,6 @@ class ScorerHolder:
                 raise
             return
         metrics.SCORER_BUILDS.labels("ok").inc()
-        store = getattr(scorer, "store", None)
-        self.cache_sync.reset(getattr(store, "hits", 0), getattr(store, "misses", 0))
         self._scorer = scorer
         log.info(
             "model and vocabulary loaded",

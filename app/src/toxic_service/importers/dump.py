@@ -84,7 +84,10 @@ def read_dump_header(path: Path) -> DumpHeader:
         raise InputFileError(f"{path}: dump version {doc.get('version')!r} is not supported (expected {VERSION})")
     try:
         header = DumpHeader(
-            checksum=str(doc["checksum"]), size=int(doc["size"]), index_base=int(doc["index_base"]), source=str(doc.get("source", ""))
+            checksum=str(doc["checksum"]),
+            size=int(doc["size"]),
+            index_base=int(doc["index_base"]),
+            source=str(doc.get("source", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputFileError(f"{path}: dump header lacks {exc}") from exc
@@ -107,7 +110,7 @@ def read_dump(path: Path, *, progress: Callable[[int], None] | None = None) -> t
                 except json.JSONDecodeError as exc:
                     raise InputFileError(f"{path}:{lineno}: not a JSON line") from exc
                 if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], int)):
-                    raise InputFileError(f"{path}:{lineno}: expected [\"word\", index]")
+                    raise InputFileError(f'{path}:{lineno}: expected ["word", index]')
                 pairs.append((item[0], item[1]))
                 if progress is not None:
                     progress(1)

@@ -34,7 +34,7 @@ DEFAULT_TOLERANCE = 1e-4
 
 
 def keras_flavour(path: Path) -> str:
-    """"legacy" (Keras 2: load with tf-keras) or "keras3", read from the file without TensorFlow."""
+    """ "legacy" (Keras 2: load with tf-keras) or "keras3", read from the file without TensorFlow."""
     import json
     import zipfile
 

@@ -201,7 +201,3 @@ def load_keras_tokenizer(path: Path) -> KerasTokenizerSpec:
     if head in (b"{", b" ", b"\n"):
         return load_tokenizer_json(path)
     raise InputFileError(f"{path}: neither a Keras tokenizer JSON nor a pickle")
-
-
-def looks_like_tokenizer(path: Path) -> bool:
-    return Path(path).suffix.lower() in (".pkl", ".pickle", ".json", ".joblib")

@@ -12,6 +12,7 @@ one `IN (...)` query per request.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import tempfile
@@ -55,13 +56,13 @@ class SqliteVocabularyStore:
         # A connection inherited through fork() is unusable: reopen in the child.
         if conn is None or self._local.pid != os.getpid():
             try:
-                conn = sqlite3.connect(self._uri, uri=True, check_same_thread=True)
+                # Each connection is used by its own thread only; False lets close() end them all at shutdown.
+                conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
                 conn.execute("PRAGMA query_only = ON")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open vocabulary file {self.path}: {exc}") from exc
             self._local.conn = conn
             self._local.pid = os.getpid()
-            self._local.limit = _variable_limit(conn)
             with self._lock:
                 self._connections.append(conn)
         return conn
@@ -76,8 +77,8 @@ class SqliteVocabularyStore:
         distinct = list(dict.fromkeys(words))
         if not distinct:
             return {}
-        self._conn()
-        limit = self._local.limit
+        # Read per call (cheap): the limit belongs to this thread's connection.
+        limit = _variable_limit(self._conn())
         found: dict[str, int] = {}
         # One query per request; more only when a request holds more distinct
         # words than SQLite accepts bound variables (250,000 on current builds).
@@ -112,10 +113,9 @@ class SqliteVocabularyStore:
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:
-            try:
+            # Closing another thread's connection can raise; harmless at shutdown.
+            with contextlib.suppress(sqlite3.ProgrammingError):
                 conn.close()
-            except sqlite3.ProgrammingError:
-                pass  # closed from another thread than its own: harmless at shutdown
         self._local = threading.local()
 
 

