@@ -69,6 +69,20 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"gunicorn not ready after {timeout} s:\n{self.log_path.read_text()[-3000:]}")
 
+    def wait_workers_loaded(self, workers: int, timeout: float = 60.0) -> None:
+        """Until `workers` live workers have logged that their model and vocabulary are loaded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            loaded = {
+                line.get("pid")
+                for line in self.log_lines()
+                if line.get("event") == "scorer_build" and line.get("outcome") == "ok"
+            }
+            if len(loaded & set(self.worker_pids())) >= workers:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{workers} workers not loaded after {timeout} s:\n{self.log_path.read_text()[-3000:]}")
+
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM to our master only (it stops its own workers), bounded wait, then SIGKILL."""
         if self.process.poll() is None:
@@ -118,6 +132,7 @@ def start(
     if wait:
         try:
             server.wait_ready()
+            server.wait_workers_loaded(workers)
         except Exception:
             server.stop()
             raise

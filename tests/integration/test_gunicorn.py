@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import stat
@@ -169,21 +170,23 @@ def _raw(server, payload: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 @pytest.mark.parametrize(
-    ("name", "payload", "status"),
+    ("name", "payload", "status", "code"),
     [
-        ("garbage request line", b"GARBAGE\r\n\r\n", 400),
-        ("bad HTTP version", b"GET /livez HTTP/9.9\r\nHost: x\r\n\r\n", 400),
-        ("request line over 4094 bytes", b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-        ("header over 8190 bytes", b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 400),
-        ("invalid header name", b"GET /livez HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400),
+        ("garbage request line", b"GARBAGE\r\n\r\n", 400, "bad_request"),
+        ("bad HTTP version", b"GET /livez HTTP/9.9\r\nHost: x\r\n\r\n", 400, "bad_request"),
+        ("request line over 4094 bytes", b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        ("header over 8190 bytes", b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
+         "headers_too_large"),
+        ("invalid header name", b"GET /livez HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400, "bad_request"),
     ],
 )
-def test_malformed_http_gets_json_error_from_gunicorn(server, name, payload, status):
-    code, headers, body = _raw(server, payload)
-    assert code == status
+def test_malformed_http_gets_json_error_from_gunicorn(server, name, payload, status, code):
+    got, headers, body = _raw(server, payload)
+    assert got == status
     assert headers["content-type"] == "application/json"
     assert b"<html" not in body.lower()
-    assert "message" in __import__("json").loads(body)["error"]
+    error = json.loads(body)["error"]
+    assert error["code"] == code and error["message"]
     assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
 
 

@@ -32,6 +32,9 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("TOXIC_LOG_LEVEL", "info")
 proc_name = "toxic-service"
+# gunicorn >= 25 opens a control socket in ~/.gunicorn by default: several instances
+# would share it, and a hardened unit has no writable home. Older versions ignore this.
+control_socket_disable = True
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -14,7 +14,7 @@ from toxic_service.api.openapi import build_openapi
 from toxic_service.api.state import ScorerHolder
 from toxic_service.api.validation import Limits, check_content_type, parse_detect_request
 from toxic_service.bundle import SEED_LABELS
-from toxic_service.errors import ToxicServiceError
+from toxic_service.errors import PayloadTooLarge, ToxicServiceError
 
 STATIC_DIR = str(resources.files("toxic_service") / "static")
 
@@ -27,11 +27,33 @@ def _limits() -> Limits:
     return current_app.extensions["toxic_service.limits"]
 
 
+def _read_body(limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes however it is sent.
+
+    A Content-Length over the limit is refused by Werkzeug (MAX_CONTENT_LENGTH)
+    before anything is read; a chunked body has no length, and Werkzeug only
+    cuts it off at the limit, which would turn a too-large body into a
+    truncated one (a misleading 400): read one byte more than allowed to tell.
+    """
+    stream = request.stream
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes")
+    return b"".join(parts)
+
+
 def detect_toxic() -> Response:
     limits = _limits()
     # The content type is checked before the body is read: a 415 never waits for a large upload.
     check_content_type(request.headers.get("Content-Type"))
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: Werkzeug raises 413 here
+    body = _read_body(limits.max_body_bytes)
     req = parse_detect_request(request.headers.get("Content-Type"), body, limits)
     g.batch_size = len(req.texts)
     if current_app.extensions["toxic_service.settings"].log_text:
