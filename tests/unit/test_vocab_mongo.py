@@ -50,9 +50,9 @@ class Backend:
         self.mock_finds = 0
 
     def new_client(self, *args, **kwargs):
-        """Another client to the same server (mongomock clients share one in-memory server)."""
+        """Another client to the same server."""
         if self.kind == "mongomock":
-            return mongomock.MongoClient()
+            return mongomock.MongoClient(_store=self.client._store)  # the same in-memory server
         return pymongo.MongoClient(REAL_URI, serverSelectionTimeoutMS=3000)
 
     def finds(self) -> int:
