@@ -296,3 +296,41 @@ def test_metrics_dir_made_by_serve_is_removed_at_exit(workdir, tiny_bundle_dir, 
     assert directory.is_dir()
     assert srv.stop() == 0
     assert not directory.exists()
+
+
+def test_openapi_document_is_true_to_behaviour_under_schemathesis(server, workdir):
+    """Schemathesis generates valid and invalid requests from /openapi.json and checks every answer against it.
+
+    413 is listed as a correct answer to schema-violating data: the issue asks for 413
+    (not 400) for texts and batches over the limits, and the document says so.
+    """
+    config = workdir / "schemathesis.toml"
+    config.write_text("[checks.negative_data_rejection]\nexpected-statuses = [400, 404, 405, 413, 415]\n")
+    st = Path(sys.executable).with_name("st")
+    result = subprocess.run(
+        [str(st), "--config-file", str(config), "run", server.url + "/openapi.json", "-n", "60", "--generation-deterministic",
+         "--max-failures", "5"],
+        capture_output=True, text=True, timeout=300, cwd=workdir,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "passed" in result.stdout
+    assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
+
+
+def test_mismatched_bundle_and_vocabulary_stop_gunicorn_with_a_clear_log(workdir, tiny_bundle_dir, tiny_sqlite_path):
+    import shutil
+
+    bundle = workdir / "mismatched-bundle"
+    shutil.copytree(tiny_bundle_dir, bundle)
+    meta = json.loads((bundle / "metadata.json").read_text())
+    meta["vocabulary"]["checksum"] = "sha256:" + "2" * 64
+    (bundle / "metadata.json").write_text(json.dumps(meta))
+    env = gs.base_env(bundle, tiny_sqlite_path, workdir / "data4", **LIMITS)
+    srv = gs.start(env, workdir / "mismatch.log", workers=1, wait=False)
+    try:
+        returncode = srv.process.wait(60)
+    finally:
+        srv.stop()
+    assert returncode != 0
+    fatal = [line for line in srv.log_lines() if line.get("level") == "critical" and line.get("event") == "scorer_build"]
+    assert fatal and "do not belong together" in fatal[0]["msg"]

@@ -10,7 +10,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from toxic_service.bundle import load_metadata
 from toxic_service.errors import BundleError, ConfigurationError
 from toxic_service.runtime.factory import create_runtime

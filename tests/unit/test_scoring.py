@@ -8,7 +8,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from toxic_service.bundle import load_metadata
 from toxic_service.errors import BundleError, NotReady, StoreUnavailable, VocabularyMismatch
 from toxic_service.runtime.factory import create_runtime

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from toxic_service.bundle import KERAS_FILTERS, BundleMetadata, TokenizerConfig
 from toxic_service.text import encode, pad, tokenize
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from toxic_service.vocab.base import VocabularyStore
 from toxic_service.vocab.cache import CachedVocabularyStore
 from toxic_service.vocab.factory import open_store

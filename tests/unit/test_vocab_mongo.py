@@ -15,7 +15,6 @@ import mongomock
 import pymongo
 import pytest
 from pymongo import monitoring
-
 from toxic_service.errors import BadRequest, StoreUnavailable, VocabularyMismatch
 from toxic_service.scoring import build_scorer
 from toxic_service.vocab.base import VocabularyStore
@@ -132,13 +131,13 @@ def test_write_then_lookup_and_info(backend, tiny_vocab_pairs, tiny_sqlite_path)
 
 
 def test_one_find_per_lookup_even_for_many_words(backend):
-    pairs = [(f"w{i}", i) for i in range(1, 1001)]
+    pairs = [(f"w{i}", i) for i in range(1, 301)]  # 150 hits: more than a default first batch (101)
     write(backend, pairs)
     store = open_store(backend)
     backend.reset()
-    words = [f"w{i}" for i in range(1, 1001, 2)] + [f"missing{i}" for i in range(300)]
+    words = [f"w{i}" for i in range(1, 301, 2)] + [f"missing{i}" for i in range(100)]
     found = store.lookup(words)
-    assert len(found) == 500 and found["w999"] == 999
+    assert len(found) == 150 and found["w299"] == 299
     assert backend.finds() == 1  # and no getMore: the answer comes in one batch
 
 
@@ -214,7 +213,8 @@ def test_down_server_is_store_unavailable_fast():
 
 
 def test_settings_reach_the_client(tiny_settings):
-    settings = tiny_settings.model_copy(update={"mongodb_database": "dbx", "mongodb_collection": "colx", "mongodb_timeout_ms": 123})
+    update = {"mongodb_database": "dbx", "mongodb_collection": "colx", "mongodb_timeout_ms": 123}
+    settings = tiny_settings.model_copy(update=update)
     store = MongoVocabularyStore.from_settings(settings)
     assert (store.database, store.collection, store.timeout_ms) == ("dbx", "colx", 123)
     client = store._db().client

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from toxic_service.errors import BadRequest, StoreUnavailable
 from toxic_service.vocab.base import VocabularyStore
 from toxic_service.vocab.checksum import vocabulary_checksum
@@ -49,7 +48,7 @@ def test_info_matches_the_pairs_it_was_written_from(store, tiny_vocab_pairs):
 
 
 def test_checksum_is_sha256_of_word_tab_index_lines():
-    expected = "sha256:" + hashlib.sha256("the\t1\nyou\t2\n".encode()).hexdigest()
+    expected = "sha256:" + hashlib.sha256(b"the\t1\nyou\t2\n").hexdigest()
     assert vocabulary_checksum([("the", 1), ("you", 2)]) == expected
     with pytest.raises(ValueError, match="ascending"):
         vocabulary_checksum([("you", 2), ("the", 1)])

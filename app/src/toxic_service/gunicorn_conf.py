@@ -30,7 +30,7 @@ max_requests = 20_000
 max_requests_jitter = 2_000
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("TOXIC_LOG_LEVEL", "info")
+loglevel = "info"  # override with GUNICORN_CMD_ARGS="--log-level debug"
 proc_name = "toxic-service"
 # gunicorn >= 25 opens a control socket in ~/.gunicorn by default: several instances
 # would share it, and a hardened unit has no writable home. Older versions ignore this.
@@ -41,7 +41,8 @@ logconfig_dict = {
     "formatters": {"json": {"()": "toxic_service.api.logs.JsonFormatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     "loggers": {
-        "gunicorn.error": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False},
+        # No level here: gunicorn sets gunicorn.error's level from `loglevel` itself.
+        "gunicorn.error": {"handlers": ["stderr"], "propagate": False},
         "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
     },
     "root": {"handlers": ["stderr"], "level": "WARNING"},
@@ -90,7 +91,7 @@ def child_exit(server, worker) -> None:  # noqa: ANN001
 def on_exit(server) -> None:  # noqa: ANN001
     # `serve` made a private metrics directory for this run: remove it with the master.
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory and os.environ.get("TOXIC_METRICS_DIR_OWNED") == directory:
+    if directory and os.environ.get("_TOXIC_SERVE_METRICS_DIR") == directory:
         import shutil
 
         shutil.rmtree(directory, ignore_errors=True)

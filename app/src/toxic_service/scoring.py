@@ -7,6 +7,7 @@ thread-safe) is created lazily, one per thread, through `runtime_factory`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,9 +41,11 @@ class Scorer:
     def runtime(self) -> InferenceRuntime:
         """This thread's runtime, created on first use."""
         runtime = getattr(self._local, "runtime", None)
-        if runtime is None:
+        # A runtime made before a fork stays with the parent: TensorFlow state must not cross it.
+        if runtime is None or self._local.pid != os.getpid():
             runtime = self._runtime_factory()
             self._local.runtime = runtime
+            self._local.pid = os.getpid()
             with self._lock:
                 self._runtimes.append(runtime)
         return runtime

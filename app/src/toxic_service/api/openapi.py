@@ -129,7 +129,9 @@ def build_openapi(limits: Limits, labels: Sequence[str]) -> dict[str, Any]:
             "get": {
                 "operationId": "static",
                 "summary": "The page's script and style sheet",
-                "parameters": [{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [
+                    {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}, "example": "app.js"}
+                ],
                 "responses": {
                     "200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}},
                     **_common_errors(404, 405, 500),

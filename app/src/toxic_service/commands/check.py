@@ -56,8 +56,8 @@ def verify_scores(
               help="SQLite vocabulary file; implies the sqlite backend (default: TOXIC_SQLITE_PATH or <data_dir>/vocab.sqlite).")
 def command(bundle: Path | None, sqlite_path: Path | None) -> None:
     """Load model and vocabulary as `serve` does, score a toxic and a benign sample, verify the results."""
+    from toxic_service.commands.serve import load_settings
     from toxic_service.scoring import build_scorer
-    from toxic_service.settings import Settings
 
     overrides: dict[str, object] = {}
     if bundle is not None:
@@ -65,7 +65,7 @@ def command(bundle: Path | None, sqlite_path: Path | None) -> None:
     if sqlite_path is not None:
         overrides["sqlite_path"] = sqlite_path
         overrides["vocab_backend"] = "sqlite"
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     started = time.perf_counter()
     meta = load_metadata(settings.bundle_dir)
     scorer = build_scorer(settings)

@@ -8,6 +8,7 @@ gunicorn had been started directly.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -15,10 +16,27 @@ from pathlib import Path
 
 import click
 
+from toxic_service.settings import Settings
+
 # Resident memory one worker needs, by runtime (measured: LiteRT + model ~75 MB, TensorFlow ~630 MB).
 PER_WORKER_MB = {"litert": 120, "keras": 700}
 # Left for the OS, nginx, the gunicorn master and the page cache of the vocabulary file.
 RESERVE_MB = 256
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, or one clear line (not a traceback) naming what is wrong."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TOXIC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
+    except FileNotFoundError as exc:  # TOXIC_CONFIG_FILE names a missing file
+        raise click.ClickException(str(exc)) from None
 
 
 def _mem_available_mb() -> int | None:
@@ -68,22 +86,24 @@ def default_workers(runtime: str, mem_available_mb: int | None = None, cpus: int
 @click.option("--timeout", type=click.IntRange(5, 600), default=None, help="Seconds before a silent worker is restarted.")
 def command(binds: tuple[str, ...], workers: int | None, timeout: int | None) -> None:
     """Serve the API with gunicorn (settings from TOXIC_* variables; see `toxic-service config`)."""
-    from toxic_service.settings import Settings
-
-    settings = Settings()  # fail here, with one clear line, on a bad setting, not in every worker
+    settings = load_settings()  # fail here, with one clear line, on a bad setting, not in every worker
     if workers is None:
         workers = default_workers(settings.runtime)
     env = dict(os.environ)
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
         directory = tempfile.mkdtemp(prefix="toxic-service-metrics-")
         env["PROMETHEUS_MULTIPROC_DIR"] = directory
-        env["TOXIC_METRICS_DIR_OWNED"] = directory
+        env["_TOXIC_SERVE_METRICS_DIR"] = directory  # gunicorn_conf.on_exit removes it
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:toxic_service.gunicorn_conf", "--workers", str(workers)]
     for bind in binds or ("127.0.0.1:8000",):
         argv += ["--bind", bind]
     if timeout is not None:
         argv += ["--timeout", str(timeout)]
-    click.echo(f"toxic-service: gunicorn with {workers} worker(s) on {', '.join(binds or ('127.0.0.1:8000',))}", err=True)
+    # The same one-line JSON as every other log line of the service.
+    started = {"level": "info", "logger": "toxic_service.serve", "pid": os.getpid(), "msg": "starting gunicorn",
+               "workers": workers, "bind": list(binds or ("127.0.0.1:8000",)), "runtime": settings.runtime,
+               "socket_activation": bool(env.get("LISTEN_FDS"))}
+    click.echo(json.dumps(started), err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)  # noqa: S606 (our own interpreter, fixed arguments)

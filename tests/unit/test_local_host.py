@@ -1,0 +1,114 @@
+"""tools/local_host.py: the parts that need no Docker (apt sources, key injection, errors).
+
+The container itself is exercised by `molecule test -s local`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "tools" / "local_host.py"
+_spec = importlib.util.spec_from_file_location("local_host", _PATH)
+local_host = importlib.util.module_from_spec(_spec)
+sys.modules["local_host"] = local_host
+_spec.loader.exec_module(local_host)
+
+DEB822 = """\
+Types: deb
+# a comment
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+
+Types: deb
+URIs: https://vendor.example/apt
+Suites: nodistro
+Components: main
+
+Types: deb-src
+URIs: http://mirror.example/debian
+Suites: bookworm
+Components: main
+
+Enabled: no
+Types: deb
+URIs: http://disabled.example/debian
+Suites: bookworm
+Components: main
+"""
+
+
+def make_apt_dir(tmp_path: Path, deb822: str = "", one_line: str = "") -> Path:
+    (tmp_path / "sources.list.d").mkdir()
+    if deb822:
+        (tmp_path / "sources.list.d" / "debian.sources").write_text(deb822)
+    if one_line:
+        (tmp_path / "sources.list").write_text(one_line)
+    (tmp_path / "sources.list.d" / "vendor.list.disabled").write_text("deb http://ignored.example/ bookworm main\n")
+    return tmp_path
+
+
+def test_only_enabled_binary_bookworm_entries_are_kept(tmp_path: Path) -> None:
+    sources = local_host.host_apt_sources(make_apt_dir(tmp_path, deb822=DEB822))
+    assert [(s.uri, s.suites) for s in sources] == [
+        ("http://mirror.example/debian", ("bookworm", "bookworm-updates")),
+        ("http://mirror.example/debian-security", ("bookworm-security",)),
+    ]
+    assert local_host.main_mirror(sources) == "http://mirror.example/debian"
+
+
+def test_one_line_format_with_options_is_understood(tmp_path: Path) -> None:
+    text = "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n# deb http://x/ bookworm main\n"
+    sources = local_host.host_apt_sources(make_apt_dir(tmp_path, one_line=text))
+    assert [(s.uri, s.suites, s.components) for s in sources] == [("http://mirror.example/debian", ("bookworm",), ("main",))]
+
+
+def test_no_bookworm_source_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOXIC_DEBIAN_MIRROR", raising=False)
+    sources = local_host.host_apt_sources(make_apt_dir(tmp_path, one_line="deb http://x.example/ubuntu noble main\n"))
+    with pytest.raises(local_host.LocalHostError, match="TOXIC_DEBIAN_MIRROR"):
+        local_host.main_mirror(sources)
+    monkeypatch.setenv("TOXIC_DEBIAN_MIRROR", "http://override.example/debian")
+    assert local_host.main_mirror(sources) == "http://override.example/debian"
+
+
+def test_rendered_sources_name_the_debian_keyring(tmp_path: Path) -> None:
+    sources = local_host.host_apt_sources(make_apt_dir(tmp_path, deb822=DEB822))
+    text = local_host.render_sources(sources, local_host.main_mirror(sources))
+    assert local_host.parse_deb822(text) == sources
+    assert text.count("Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg") == 2
+
+
+def test_recipe_hash_changes_with_the_mirror(tmp_path: Path) -> None:
+    sources = local_host.host_apt_sources(make_apt_dir(tmp_path, deb822=DEB822))
+    first = local_host.recipe_hash(sources, "http://a.example/debian")
+    assert first == local_host.recipe_hash(sources, "http://a.example/debian")
+    assert first != local_host.recipe_hash(sources, "http://b.example/debian")
+
+
+def test_injected_key_has_modes_sshd_accepts() -> None:
+    with tarfile.open(fileobj=io.BytesIO(local_host.authorized_keys_tar("ssh-ed25519 AAAA test"))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert members[".ssh"].isdir() and members[".ssh"].mode == 0o700
+        assert members[".ssh/authorized_keys"].mode == 0o600
+        assert tar.extractfile(".ssh/authorized_keys").read() == b"ssh-ed25519 AAAA test\n"
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
+def test_missing_docker_engine_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert local_host.main(["status"]) == 2
+    assert "dockerd" in capsys.readouterr().err
