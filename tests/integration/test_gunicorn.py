@@ -234,11 +234,6 @@ def test_store_corrupted_in_place_gives_503_and_comes_back_without_restart(serve
     _store_outage(server, lambda: overwrite(b"\0" * len(original)), lambda: overwrite(original))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SqliteVocabularyStore keeps reading a renamed/deleted file through its open descriptor: "
-    "it needs to notice the path is gone or replaced (stat per lookup, reopen) — reported to core",
-)
 def test_store_renamed_away_gives_503_and_comes_back_without_restart(server):
     """Rename the SQLite file away (each worker holds it open), then put it back."""
     gone = server.store.with_name("vocab.sqlite.away")

@@ -166,15 +166,33 @@ def test_write_replaces_atomically_and_reports_progress(tmp_path, tiny_vocab_pai
     write_sqlite(target, [("old", 1)], source="old", index_base=1)
     reader = SqliteVocabularyStore(target)
     assert reader.lookup(["old"]) == {"old": 1}
+    old_info = reader.info()
     done: list[int] = []
     info = write_sqlite(target, tiny_vocab_pairs, source="new", index_base=1, progress=done.append)
     assert sum(done) == len(tiny_vocab_pairs)
-    # A reader that opened the old file keeps a consistent old view; a new one sees the new file.
-    assert reader.lookup(["old", "idiot"]) == {"old": 1}
+    # A reader checked against the old vocabulary refuses the replaced file rather than serve other indexes.
+    with pytest.raises(StoreUnavailable, match="replaced by a different vocabulary"):
+        reader.lookup(["old", "idiot"])
     fresh = SqliteVocabularyStore(target)
     assert fresh.info() == info and fresh.lookup(["old", "idiot"]) == {"idiot": 3}
+    # The same vocabulary written again (a new file, same checksum) is followed without a restart.
+    write_sqlite(target, [("old", 1)], source="old", index_base=1)
+    assert reader.lookup(["old"]) == {"old": 1} and reader.info() == old_info
     reader.close()
     fresh.close()
+
+
+def test_a_file_renamed_away_is_unavailable_until_it_is_back(tmp_path):
+    target = tmp_path / "v.sqlite"
+    write_sqlite(target, [("word", 1)], source="t", index_base=1)
+    reader = SqliteVocabularyStore(target)
+    reader.info()
+    target.rename(tmp_path / "away.sqlite")
+    with pytest.raises(StoreUnavailable, match="is gone"):
+        reader.ping()
+    (tmp_path / "away.sqlite").rename(target)
+    assert reader.lookup(["word"]) == {"word": 1}
+    reader.close()
 
 
 def test_schema_is_the_documented_one(tiny_sqlite_path: Path):

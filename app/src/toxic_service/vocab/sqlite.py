@@ -51,10 +51,26 @@ class SqliteVocabularyStore:
         self._lock = threading.Lock()
         self._info: VocabularyInfo | None = None
 
+    def _file_identity(self) -> tuple[int, int]:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"vocabulary file {self.path} is gone ({exc.strerror})") from exc
+        return st.st_dev, st.st_ino
+
     def _conn(self) -> sqlite3.Connection:
+        # An open descriptor keeps reading a file that was renamed away or
+        # replaced; one stat per query notices both (about a microsecond).
+        identity = self._file_identity()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         # A connection inherited through fork() is unusable: reopen in the child.
-        if conn is None or self._local.pid != os.getpid():
+        if conn is None or self._local.pid != os.getpid() or self._local.identity != identity:
+            reopened = conn is not None
+            if reopened and self._local.pid == os.getpid():  # never touch a parent's connection after fork
+                with self._lock:
+                    self._connections.remove(conn)
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
             try:
                 # Each connection is used by its own thread only; False lets close() end them all at shutdown.
                 conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
@@ -63,9 +79,27 @@ class SqliteVocabularyStore:
                 raise StoreUnavailable(f"cannot open vocabulary file {self.path}: {exc}") from exc
             self._local.conn = conn
             self._local.pid = os.getpid()
+            self._local.identity = identity
             with self._lock:
                 self._connections.append(conn)
+            if reopened:
+                self._refuse_other_vocabulary(conn)
         return conn
+
+    def _refuse_other_vocabulary(self, conn: sqlite3.Connection) -> None:
+        """A replaced file must hold the vocabulary the model was checked against."""
+        if self._info is None:
+            return
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'checksum'").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"vocabulary file {self.path}: {exc}") from exc
+        if row is None or row[0] != self._info.checksum:
+            self._local.identity = None  # check again on the next query
+            raise StoreUnavailable(
+                f"vocabulary file {self.path} was replaced by a different vocabulary "
+                f"({row[0] if row else 'no checksum'}; the model needs {self._info.checksum}): restart the service"
+            )
 
     def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
         try:
