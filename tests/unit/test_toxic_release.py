@@ -273,9 +273,9 @@ def test_activate_switches_restarts_and_health_checks(host: Host) -> None:
     assert (last["action"], last["release"], last["result"]) == ("activate", release.name, "ok")
 
     fingerprint = json.loads(host.run("fingerprint", "--wheelhouse", str(host.base / "wheelhouse-good")).stdout)
-    assert fingerprint["changed"] is False
+    assert fingerprint["differs"] is False
     fingerprint = json.loads(host.run("fingerprint", "--wheelhouse", str(make_wheelhouse(host.base, "next"))).stdout)
-    assert fingerprint["changed"] is True
+    assert fingerprint["differs"] is True
 
 
 def test_a_release_failing_check_is_never_activated_and_is_removed(host: Host) -> None:
