@@ -418,22 +418,12 @@ def measure_requests(paths: Paths, texts: Sequence[str], repeats: int) -> dict[s
 
 
 def measure_batches(paths: Paths, comments: Sequence[str], threads: int, repeats: dict[int, int]) -> dict[int, dict]:
-    """Comments per second through Scorer.score in batches, cold and warm cache; wall and CPU time.
-
-    Keyed by batch size; key 0 holds the RSS each LiteRT interpreter added when it was built.
-    """
+    """Comments per second through Scorer.score in batches, cold and warm cache; wall and CPU time."""
     scorer = _scorer(paths, threads)
     out: dict[int, dict] = {}
     try:
-        # Build each size's interpreter before timing, noting what each adds to this process's RSS.
-        before = _rss_kb()["VmRSS"]
-        scorer.runtime()  # its first interpreter, for batches of 1
-        grown = {1: _rss_kb()["VmRSS"] - before}
-        for size in BATCH_SIZES:
-            before = _rss_kb()["VmRSS"]
+        for size in BATCH_SIZES:  # build each size's interpreter before timing
             scorer.score(list(comments[:size]))
-            grown[size] = _rss_kb()["VmRSS"] - before
-        out[0] = {"interpreter_rss_kb": grown}
         start = 0
         for size in BATCH_SIZES:
             cold, warm, cold_cpu = [], [], []
@@ -453,6 +443,36 @@ def measure_batches(paths: Paths, comments: Sequence[str], threads: int, repeats
     finally:
         scorer.close()
     return out
+
+
+def interpreter_worker(model: str, max_len: int) -> dict[str, Any]:
+    """In a fresh process: RSS after the imports, then what each batch-size bucket's interpreter adds."""
+    import numpy as np
+    from toxic_service.runtime.litert import BUCKETS, LiteRTRuntime, interpreter_class
+
+    interpreter_class()  # the LiteRT import itself belongs to the base figure
+    base = _rss_kb()["VmRSS"]
+    runtime = LiteRTRuntime(model, num_threads=1)
+    grown = {}
+    previous = base
+    for size in BUCKETS:
+        runtime.predict(np.zeros((size, max_len), dtype=np.int32))
+        now = _rss_kb()["VmRSS"]
+        grown[size] = now - previous
+        previous = now
+    return {"base_kb": base, "grown_kb": grown}
+
+
+def measure_interpreters(paths: Paths) -> tuple[int, dict[int, int]]:
+    from toxic_service.bundle import load_metadata
+
+    meta = load_metadata(paths.bundle)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.service", "--interpreter-worker", str(paths.bundle / "model.tflite"), str(meta.max_len)],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["base_kb"], {int(size): kb for size, kb in result["grown_kb"].items()}
 
 
 # --- real servers: resident memory per worker ---------------------------------------------------------------
@@ -654,6 +674,7 @@ def run(args: argparse.Namespace) -> Section:
         "litert": measure_server(paths, "litert", paths.bundle, comments, profile),
         "keras": measure_server(paths, "keras", keras_bundle, comments, profile),
     }
+    interpreter_base, interpreter_rss = measure_interpreters(paths)
     elapsed = time.monotonic() - started
 
     seed_lookup = [r[0] for r in seed_rows]
@@ -696,8 +717,7 @@ def run(args: argparse.Namespace) -> Section:
     )
 
     seed_rss = seed["rss_kb"]["VmRSS"]
-    grown = batches[1][0]["interpreter_rss_kb"]
-    grown_text = ", ".join(f"batch {size}: {_mb(kb)}" for size, kb in sorted(grown.items()))
+    grown_text = ", ".join(f"batch {size}: {_mb(kb)}" for size, kb in interpreter_rss.items())
     per_request = table(
         ["path (one comment per request)", "median", "p95"],
         [
@@ -825,8 +845,9 @@ comparison, the seed-style process (TensorFlow + the model + the lookups) ended 
 {server_table}
 
 Where the LiteRT worker's memory goes: the service imports and one interpreter (batches of 1) make the figure after
-single comments; every further batch-size bucket adds an interpreter of its own. Built in the benchmark process
-(1 thread), each interpreter added: {grown_text}. LiteRT applies its XNNPACK delegate by default, and each
+single comments; every further batch-size bucket adds an interpreter of its own. Built one after another in a fresh
+process (the bench's child, 1 thread; `import ai_edge_litert` and numpy alone: {_mb(interpreter_base)}), each
+interpreter added: {grown_text}. LiteRT applies its XNNPACK delegate by default, and each
 interpreter packs its own copy of the weights.
 """
     notes = (
@@ -847,7 +868,12 @@ interpreter packs its own copy of the weights.
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.service")
     parser.add_argument("--seed-worker", metavar="JOB_JSON", help=argparse.SUPPRESS)
+    parser.add_argument("--interpreter-worker", nargs=2, metavar=("MODEL", "MAX_LEN"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.interpreter_worker:
+        model, max_len = args.interpreter_worker
+        sys.stdout.write(json.dumps(interpreter_worker(model, int(max_len))) + "\n")
+        return 0
     if args.seed_worker:
         job = json.loads(Path(args.seed_worker).read_text())
         result = seed_worker(job)

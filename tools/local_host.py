@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -57,8 +58,10 @@ PACKAGES = (
     "ca-certificates",
     "procps",
 )
-# host port on 127.0.0.1 -> container port
-PUBLISHED = {8080: 80, 8443: 443, 2222: 22}
+# host port on 127.0.0.1 -> container port; `--name`/`--*-port` (or TOXIC_LOCAL_*)
+# run further instances side by side, e.g. for the deploy and reliability suites.
+SSH_PORT = 2222
+PUBLISHED = {8080: 80, 8443: 443, SSH_PORT: 22}
 PROBE_PORTS = (22, 80, 443, 5000, 8000, 8080, 27017)
 # Bump when the recipe below changes in a way the inputs do not show.
 RECIPE_VERSION = "3"
@@ -396,20 +399,30 @@ def wait_for_sshd(timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", 2222), timeout=1) as sock:
+            with socket.create_connection(("127.0.0.1", SSH_PORT), timeout=1) as sock:
                 sock.settimeout(2)
                 if sock.recv(4).startswith(b"SSH-"):
                     return
         except OSError:
             pass
         time.sleep(0.2)
-    raise LocalHostError(f"sshd in {CONTAINER} is not answering on 127.0.0.1:2222 after {timeout:.0f} s")
+    raise LocalHostError(f"sshd in {CONTAINER} is not answering on 127.0.0.1:{SSH_PORT} after {timeout:.0f} s")
 
 
 def record_host_key() -> None:
     """Trust the host key read through docker (a trusted channel), as a provider's console shows it."""
     key = docker("exec", CONTAINER, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
-    KNOWN_HOSTS.write_text(f"[127.0.0.1]:2222 {key[0]} {key[1]}\n")
+    forget_host_key()
+    with KNOWN_HOSTS.open("a") as known:
+        known.write(f"[127.0.0.1]:{SSH_PORT} {key[0]} {key[1]}\n")
+
+
+def forget_host_key() -> None:
+    """Drop this instance's line; other instances' keys stay trusted."""
+    if KNOWN_HOSTS.exists():
+        prefix = f"[127.0.0.1]:{SSH_PORT} "
+        kept = [line for line in KNOWN_HOSTS.read_text().splitlines(keepends=True) if not line.startswith(prefix)]
+        KNOWN_HOSTS.write_text("".join(kept))
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -436,7 +449,7 @@ def cmd_up(args: argparse.Namespace) -> None:
     wait_for_sshd()
     record_host_key()
     log(f"{CONTAINER} is up (systemd {system_state}, {time.monotonic() - started:.1f} s); "
-        f"ssh -i {SSH_KEY.relative_to(REPO)} -o UserKnownHostsFile={KNOWN_HOSTS.relative_to(REPO)} -p 2222 root@127.0.0.1")
+        f"ssh -i {SSH_KEY.relative_to(REPO)} -o UserKnownHostsFile={KNOWN_HOSTS.relative_to(REPO)} -p {SSH_PORT} root@127.0.0.1")
 
 
 def cmd_down(_: argparse.Namespace) -> None:
@@ -447,7 +460,7 @@ def cmd_down(_: argparse.Namespace) -> None:
             log(f"removed {name}")
     if run(["docker", "network", "inspect", NETWORK], check=False, timeout=30).returncode == 0:
         docker("network", "rm", NETWORK)
-    KNOWN_HOSTS.unlink(missing_ok=True)
+    forget_host_key()
 
 
 def cmd_status(_: argparse.Namespace) -> int:
@@ -517,13 +530,29 @@ def cmd_probe_ports(args: argparse.Namespace) -> int:
 
 def cmd_molecule_config(args: argparse.Namespace) -> None:
     """Molecule's delegated driver needs to know how to reach the instance."""
-    config = [{"instance": CONTAINER, "address": "127.0.0.1", "port": 2222, "user": args.user,
+    config = [{"instance": CONTAINER, "address": "127.0.0.1", "port": SSH_PORT, "user": args.user,
                "identity_file": str(SSH_KEY)}]
     Path(args.path).write_text(json.dumps(config, indent=2) + "\n")
 
 
+def configure_instance(name: str, http_port: int, https_port: int, ssh_port: int) -> None:
+    """Point every command at one instance: its container, network and published ports."""
+    global CONTAINER, NETWORK, PROBE_CONTAINER, SSH_PORT, PUBLISHED
+    CONTAINER, NETWORK, PROBE_CONTAINER = name, f"{name}-net", f"{name}-probe"
+    SSH_PORT = ssh_port
+    PUBLISHED = {http_port: 80, https_port: 443, ssh_port: 22}
+    if len(set(PUBLISHED)) != 3:
+        raise LocalHostError(f"the HTTP, HTTPS and SSH ports must differ (got {http_port}, {https_port}, {ssh_port})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    env = os.environ.get
+    parser.add_argument("--name", default=env("TOXIC_LOCAL_NAME", CONTAINER),
+                        help="container name, also the prefix of its network (default: %(default)s)")
+    parser.add_argument("--http-port", type=int, default=int(env("TOXIC_LOCAL_HTTP_PORT", "8080")))
+    parser.add_argument("--https-port", type=int, default=int(env("TOXIC_LOCAL_HTTPS_PORT", "8443")))
+    parser.add_argument("--ssh-port", type=int, default=int(env("TOXIC_LOCAL_SSH_PORT", str(SSH_PORT))))
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("image", help="build the Debian 12 systemd image if missing").set_defaults(func=cmd_image)
     sub.add_parser("up", help="create/start the container and wait for systemd").set_defaults(func=cmd_up)
@@ -539,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     mol.set_defaults(func=cmd_molecule_config)
     args = parser.parse_args(argv)
     try:
+        if not re.fullmatch(r"toxic-[a-z0-9-]+", args.name):
+            raise LocalHostError(f"--name {args.name!r}: use toxic-<lowercase letters, digits, dashes>")
+        configure_instance(args.name, args.http_port, args.https_port, args.ssh_port)
         result = args.func(args)
     except LocalHostError as exc:
         print(f"local_host: error: {exc}", file=sys.stderr)
