@@ -7,11 +7,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CACHE := $(CURDIR)/.cache
-# Molecule, Ansible and pip keep their state here, not in $HOME (CI hygiene).
-export ANSIBLE_LOCAL_TEMP := $(CACHE)/ansible/tmp
+# The toolchain's commands call each other by name (molecule runs ansible-config).
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Ansible and molecule keep their state here, not in the user's $HOME (CI hygiene).
 export ANSIBLE_HOME := $(CACHE)/ansible/home
-export MOLECULE_GLOB := molecule/*/molecule.yml
+export ANSIBLE_LOCAL_TEMP := $(CACHE)/ansible/tmp
 export TOXIC_ASSETS_CACHE := $(CACHE)
+# The app's default data dir is $XDG_CACHE_HOME/toxic-service/default: `make assets` fills it.
 export XDG_CACHE_HOME := $(CACHE)
 STAMP := $(VENV)/.installed
 
@@ -19,7 +21,7 @@ STAMP := $(VENV)/.installed
         test-reliability bench soak clean
 
 help: ## this list
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -ts $$'\t'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +51,7 @@ demo: assets wheelhouse up ## provision the local host with site.yml and score a
 	@echo; echo '$$ curl -s -X POST http://127.0.0.1:8080/detect-toxic -H "Content-Type: application/json" \'
 	@echo "    -d '{\"sequence\": \"I will kill you, you idiot!\"}'"
 	@curl -sS --fail-with-body -X POST http://127.0.0.1:8080/detect-toxic -H 'Content-Type: application/json' \
-	    -d '{"sequence": "I will kill you, you idiot!"}' | $(BIN)/python -m json.tool
+	    -d '{"sequence": "I will kill you, you idiot!"}' | $(BIN)/python -m json.tool --sort-keys
 	@echo; echo "Open http://127.0.0.1:8080/ to type a comment and see its six scores."
 
 lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
@@ -61,9 +63,18 @@ test-app: $(STAMP) ## pytest: app unit, integration (real gunicorn) and browser 
 	$(BIN)/pytest tests/unit tests/integration tests/browser
 
 test-molecule: assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy
-	$(BIN)/molecule test -s local
+	HOME=$(CACHE)/home $(BIN)/molecule test -s local
 
-test: lint test-app test-molecule ## everything that proves it (what .ci/run calls)
+test-deploy: assets wheelhouse ## fab deploy/rollback against a provisioned local host, under load
+	$(BIN)/pytest tests/deploy
+
+test-reliability: assets wheelhouse ## the short reliability profile: load, faults, bad input, security
+	TOXIC_RELIABILITY_PROFILE=short $(BIN)/pytest tests/reliability
+
+test: lint test-app test-molecule test-deploy test-reliability ## everything that proves it (what .ci/run calls)
+
+soak: assets wheelhouse ## the full reliability run (10 minutes of load); figures into docs/reliability.md
+	TOXIC_RELIABILITY_PROFILE=full $(BIN)/pytest tests/reliability
 
 bench: assets ## every benchmark under bench/, results into docs/benchmarks.md
 	$(BIN)/python -m bench
