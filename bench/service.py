@@ -663,6 +663,7 @@ def run(args: argparse.Namespace) -> Section:
         raise RuntimeError(f"the seed table must be scanned, but its plan is {plan!r} (indexes {indexes})")
     keras_bundle = ensure_keras_bundle(paths)
 
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     seed = run_seed_path(paths, table_path, sample, profile)
     seed_rows = seed["variants"]["sqlite"]
@@ -676,6 +677,7 @@ def run(args: argparse.Namespace) -> Section:
     }
     interpreter_base, interpreter_rss = measure_interpreters(paths)
     elapsed = time.monotonic() - started
+    load_after = os.getloadavg()[0]
 
     seed_lookup = [r[0] for r in seed_rows]
     seed_predict = [r[1] for r in seed_rows]
@@ -796,7 +798,8 @@ Same machine, same run, same comments. Model: the default bundle, `{meta.model_s
 seed) from the {len(comments):,} comments of the insults test file for the per-request comparison (the seed-style path
 finished **{k}** of them within its {profile.seed_seconds:.0f} s cap; both paths are timed on exactly those {k}); every
 comment of the file, in order, for batches. Median {median(words):.0f} whitespace-separated words per compared comment.
-The whole measurement took {elapsed:.0f} s.
+The whole measurement took {elapsed:.0f} s; the 1-minute load average was {load_before:.2f} before it and
+{load_after:.2f} after it, on {os.cpu_count()} CPUs (other work shares this machine: threads compete for its cores).
 
 **What stands in for MongoDB.** The seed kept GloVe's 400k words in a MongoDB collection with no index on `word`
 and called `find_one({{'word': w}})` once per word: a collection scan each time. No MongoDB server exists here (none
