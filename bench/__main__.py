@@ -38,7 +38,9 @@ def discover() -> dict[str, object]:
 def write_section(docs: Path, section: Section) -> None:
     """Replace `section`'s part of `docs` atomically, holding a lock against concurrent writers."""
     docs.parent.mkdir(parents=True, exist_ok=True)
-    with open(docs.with_suffix(".md.lock"), "w") as lock:
+    # The lock is on the directory: the document itself is replaced by a rename, and no lock file is left behind.
+    lock = os.open(docs.parent, os.O_RDONLY)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
         updated = replace_section(text, section.name, render(section))
@@ -47,6 +49,8 @@ def write_section(docs: Path, section: Section) -> None:
             out.write(updated)
         os.chmod(tmp, 0o644)
         os.replace(tmp, docs)
+    finally:
+        os.close(lock)  # releases the lock
 
 
 def main(argv: list[str] | None = None) -> int:
