@@ -56,17 +56,21 @@ def test_scores_are_sigmoids_that_depend_on_the_input(litert, meta):
 
 
 def test_buckets_pick_the_smallest_that_fits(litert):
-    assert [litert.bucket_for(n) for n in (1, 2, 8, 9, 32, 33, 64, 65, 256, 1000)] == [1, 8, 8, 32, 32, 64, 64, 128, 256, 256]
+    assert [litert.bucket_for(n) for n in (1, 2, 8, 9, 32, 33, 64, 65, 256, 1000)] == [1, 8, 8, 32, 32, 64, 64, 64, 64, 64]
 
 
-def test_one_interpreter_per_bucket_reused_across_batches(tiny_bundle_dir, meta):
+def test_one_interpreter_resized_only_when_the_bucket_changes(tiny_bundle_dir, meta):
     runtime = LiteRTRuntime(tiny_bundle_dir / "model.tflite")
-    assert runtime.interpreters_created == 1  # bucket 1, made while loading
-    for rows in (2, 5, 8, 3, 7):  # all bucket 8
+    for rows in (1, 1, 1):  # the loaded size: no resize
         runtime.predict(random_batch(rows, meta))
-    assert runtime.interpreters_created == 2
-    runtime.predict(random_batch(600, meta))  # 256 + 256 + 88 -> buckets 256 and 128
-    assert runtime.interpreters_created == 4
+    assert runtime.resizes == 0
+    for rows in (2, 5, 8, 3, 7):  # all bucket 8: one resize
+        runtime.predict(random_batch(rows, meta))
+    assert runtime.resizes == 1
+    runtime.predict(random_batch(600, meta))  # chunks of 64: one more resize, however many chunks
+    assert runtime.resizes == 2
+    runtime.predict(random_batch(1, meta))
+    assert runtime.resizes == 3
 
 
 def test_a_row_scores_the_same_alone_padded_into_a_bucket_or_split_over_chunks(litert, meta):

@@ -7,10 +7,26 @@ import click
 from toxic_service.settings import Settings
 
 
+def settings_table() -> str:
+    """The settings as a Markdown table: docs/configuration.md is exactly this output."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=False)
+        if default is None and info.default_factory is not None:
+            default = "$XDG_CACHE_HOME/toxic-service/default"
+        shown = default.get_secret_value() if hasattr(default, "get_secret_value") else default
+        rows.append(f"| `TOXIC_{name.upper()}` | `{shown}` | {info.description} |")
+    return "\n".join(rows) + "\n"
+
+
 @click.command("config")
 @click.option("--effective", is_flag=True, help="Show the values in force here (secrets hidden).")
-def command(effective: bool) -> None:
+@click.option("--markdown", is_flag=True, help="Print the settings as the Markdown table in docs/configuration.md.")
+def command(effective: bool, markdown: bool) -> None:
     """List the settings (TOXIC_* variables or the TOML file in TOXIC_CONFIG_FILE)."""
+    if markdown:
+        click.echo(settings_table(), nl=False)
+        return
     current = Settings() if effective else None
     for name, info in Settings.model_fields.items():
         default = info.get_default(call_default_factory=True)

@@ -1,9 +1,14 @@
 """The default runtime: a LiteRT interpreter on `model.tflite`, no TensorFlow.
 
-Resizing an interpreter's input costs 2-3 ms, more than a whole small batch,
-so each batch size bucket (1, 8, 32, ...) gets its own interpreter, resized
-once, and a batch is padded up to its bucket (the extra rows are discarded).
-Batches beyond the largest bucket run as several invocations of it.
+Memory decides the shape of this module. XNNPACK packs the weights of every
+unrolled LSTM step per interpreter: each interpreter of the tox-block model
+costs 42-75 MB, so one interpreter per batch-size bucket grew a worker to
+254 MB (bench/service). One interpreter, resized when the bucket changes,
+stays at ~86 MB in a bare process and a resize costs 0.5-1.5 ms (measured;
+datasets.md's 2-3 ms was an older figure). Batches are padded up to a few
+bucket sizes (1, 8, 32, 64) so steady traffic of one shape never resizes,
+and the largest bucket is 64 because a 256-row arena adds another ~30 MB for
+no gain in comments per second; longer batches run as chunks of 64.
 
 An interpreter is not thread-safe: one LiteRTRuntime serves one thread
 (Scorer keeps one per thread).
@@ -18,7 +23,7 @@ import numpy as np
 
 from toxic_service.errors import BundleError, ConfigurationError
 
-BUCKETS = (1, 8, 32, 64, 128, 256)
+BUCKETS = (1, 8, 32, 64)
 
 
 def interpreter_class() -> Any:
@@ -40,7 +45,6 @@ class LiteRTRuntime:
         self.model_path = str(model_path)
         self.num_threads = num_threads
         self._interpreter_class = interpreter_class()
-        self._interpreters: dict[int, Any] = {}
         first = self._new_interpreter()
         detail = first.get_input_details()
         if len(detail) != 1 or len(first.get_output_details()) != 1:
@@ -57,11 +61,10 @@ class LiteRTRuntime:
         else:
             # A fixed-batch graph (converted without a dynamic batch) cannot be resized: run it as it is.
             self.buckets = (int(signature[0]),)
-        self.interpreters_created = 0
-        if self.buckets[0] == int(detail["shape"][0]):
-            first.allocate_tensors()
-            self._interpreters[self.buckets[0]] = first
-            self.interpreters_created = 1
+        first.allocate_tensors()
+        self._interpreter = first
+        self._size = int(detail["shape"][0])
+        self.resizes = 0
 
     def _new_interpreter(self) -> Any:
         try:
@@ -76,20 +79,18 @@ class LiteRTRuntime:
                 return size
         return self.buckets[-1]
 
-    def _interpreter(self, size: int) -> Any:
-        interpreter = self._interpreters.get(size)
-        if interpreter is None:
-            interpreter = self._new_interpreter()
-            index = interpreter.get_input_details()[0]["index"]
-            interpreter.resize_tensor_input(index, [size, self.max_len], strict=True)
-            interpreter.allocate_tensors()
-            self._interpreters[size] = interpreter
-            self.interpreters_created += 1
-        return interpreter
+    def _sized(self, size: int) -> Any:
+        """The interpreter with its input resized to `size` rows, only when that changed."""
+        if size != self._size:
+            index = self._interpreter.get_input_details()[0]["index"]
+            self._interpreter.resize_tensor_input(index, [size, self.max_len], strict=True)
+            self._interpreter.allocate_tensors()
+            self._size = size
+            self.resizes += 1
+        return self._interpreter
 
-    def _invoke(self, rows: np.ndarray) -> np.ndarray:
-        size = self.bucket_for(len(rows))
-        interpreter = self._interpreter(size)
+    def _invoke(self, rows: np.ndarray, size: int) -> np.ndarray:
+        interpreter = self._sized(size)
         padded = np.zeros((size, self.max_len), dtype=self.input_dtype)
         padded[: len(rows)] = rows
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], padded)
@@ -104,8 +105,10 @@ class LiteRTRuntime:
         if len(batch) == 0:
             return np.zeros((0, self.n_outputs), dtype=np.float32)
         largest = self.buckets[-1]
-        parts = [self._invoke(batch[start : start + largest]) for start in range(0, len(batch), largest)]
+        # Every chunk of a long batch, the short last one too, runs at the largest size: no resize in between.
+        size = self.bucket_for(len(batch))
+        parts = [self._invoke(batch[start : start + largest], size) for start in range(0, len(batch), largest)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def close(self) -> None:
-        self._interpreters.clear()
+        self._interpreter = None
