@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         None, description="Model bundle directory (model.tflite and/or model.keras + metadata.json). Default: <data_dir>/model."
     )
     runtime: Literal["litert", "keras"] = Field(
-        "litert", description="Inference runtime: litert (small, the default) or keras (needs TensorFlow, ~600 MB per worker)."
+        "litert", description="Inference runtime: litert (small, the default) or keras (needs TensorFlow, ~950 MB per worker)."
     )
     inference_threads: int = Field(1, ge=1, le=64, description="Threads per interpreter (per worker).")
 

@@ -11,9 +11,8 @@ def settings_table() -> str:
     """The settings as a Markdown table: docs/configuration.md is exactly this output."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, info in Settings.model_fields.items():
-        default = info.get_default(call_default_factory=False)
-        if default is None and info.default_factory is not None:
-            default = "$XDG_CACHE_HOME/toxic-service/default"
+        # The one factory default depends on the environment: show the rule, not this machine's path.
+        default = "$XDG_CACHE_HOME/toxic-service/default" if info.default_factory else info.get_default()
         shown = default.get_secret_value() if hasattr(default, "get_secret_value") else default
         rows.append(f"| `TOXIC_{name.upper()}` | `{shown}` | {info.description} |")
     return "\n".join(rows) + "\n"
