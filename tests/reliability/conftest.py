@@ -1,0 +1,227 @@
+"""The reliability suite's session: one container (`toxic-rel`) provisioned by site.yml.
+
+Profile (env TOXIC_RELIABILITY_PROFILE): `short` (CI: ~60 s of load, 2,000
+fuzz requests) or `full` (`make soak`: 10 minutes of load). The host is
+brought up and provisioned once per session (skipped when the marker on the
+host matches the current roles, playbooks and wheelhouse and /readyz answers)
+and removed at the end unless TOXIC_KEEP_HOST=1.
+
+Figures go to artifacts/reliability/figures-<profile>.json and .md (what
+docs/reliability.md quotes); the load time series and its plot beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from relhost import ARTIFACTS, MARKER, REPO, RelHost, free_port, provision_env, provision_fingerprint, wait_until
+
+# Modules run in this order: the clean load first, then faults, bad input, security.
+MODULE_ORDER = ("test_load", "test_faults", "test_bad_input", "test_security")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    load_seconds: float  # constant load at 80 % of the measured maximum
+    fuzz_requests: int
+    fault_load_seconds: float  # the background load each fault test runs under
+
+
+PROFILES = {
+    "short": Profile("short", load_seconds=60, fuzz_requests=2000, fault_load_seconds=30),
+    "full": Profile("full", load_seconds=600, fuzz_requests=5000, fault_load_seconds=40),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = Path(str(item.fspath)).stem
+        return MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER)
+
+    items.sort(key=rank)  # stable: the order inside each module is kept
+
+
+@pytest.fixture(scope="session")
+def profile() -> Profile:
+    name = os.environ.get("TOXIC_RELIABILITY_PROFILE", "short")
+    if name not in PROFILES:
+        raise pytest.UsageError(f"TOXIC_RELIABILITY_PROFILE={name!r}: use one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+class Figures:
+    """Each measured figure with its target, verdict and the command that reproduces it."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.rows: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}
+
+    def add(self, name: str, value: Any, target: str, met: bool | None, note: str = "") -> None:
+        self.rows.append({"figure": name, "value": value, "target": target, "met": met, "note": note})
+        self.write()
+
+    def write(self) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        doc = {"profile": self.profile.name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "figures": self.rows, **self.extra}
+        (ARTIFACTS / f"figures-{self.profile.name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+        lines = [f"Profile `{self.profile.name}`, {doc['when']}", "", "| figure | value | target | met | note |",
+                 "|---|---|---|---|---|"]
+        for row in self.rows:
+            met = {True: "yes", False: "**NO**", None: "n/a"}[row["met"]]
+            lines.append(f"| {row['figure']} | {row['value']} | {row['target']} | {met} | {row['note']} |")
+        (ARTIFACTS / f"figures-{self.profile.name}.md").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def figures(profile: Profile) -> Figures:
+    return Figures(profile)
+
+
+def _provision(host: RelHost, fingerprint: str) -> None:
+    log = ARTIFACTS / "provision.log"
+    env = provision_env() | {"TOXIC_LOCAL_SSH_PORT": str(host.ssh_port)}
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "inventory/local", "site.yml"]
+    with log.open("w") as out:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False)
+    if proc.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        pytest.fail(f"site.yml against {host.name} failed (exit {proc.returncode}); {log}:\n{tail}")
+    host.sh(f"mkdir -p $(dirname {MARKER}) && echo {fingerprint} > {MARKER}")
+
+
+@pytest.fixture(scope="session")
+def host(profile: Profile) -> Iterator[RelHost]:
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode:
+        pytest.skip("reliability suite NOT RUN: no usable Docker engine on this machine")
+    for asset in (REPO / ".cache/wheelhouse", REPO / ".cache/toxic-service/default/model",
+                  REPO / ".cache/toxic-service/default/vocab.sqlite"):
+        if not asset.exists():
+            pytest.fail(f"{asset} is missing: run `make assets wheelhouse` first")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    rel = RelHost()
+    started = time.monotonic()
+    up = rel.local_host("up", timeout=900)
+    if up.returncode != 0:
+        pytest.fail(f"tools/local_host.py up ({rel.name}) failed: {up.stderr.strip()[-1500:]}")
+    fingerprint = provision_fingerprint()
+    marker = rel.exec("cat", MARKER, check=False).stdout.strip()
+    if marker == fingerprint and wait_until_ready(rel, 30):
+        print(f"\n{rel.name}: already provisioned with these roles ({fingerprint}); site.yml skipped")
+    else:
+        _provision(rel, fingerprint)
+    rel.install_tools()
+    rel.log.append(f"host ready in {time.monotonic() - started:.0f} s")
+    yield rel
+    if os.environ.get("TOXIC_KEEP_HOST") == "1":
+        print(f"\nTOXIC_KEEP_HOST=1: {rel.name} kept (remove it: tools/local_host.py --name {rel.name} down)")
+    else:
+        rel.local_host("down", timeout=120)
+
+
+def wait_until_ready(rel: RelHost, timeout: float) -> bool:
+    try:
+        wait_until("readiness", rel.ready, timeout)
+        return True
+    except AssertionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def tunnel(host: RelHost) -> Iterator[int]:
+    """A local port forwarded over SSH (as the admin user) to nginx on the host's own 127.0.0.1:80.
+
+    nginx then sees the requests from loopback, which its rate limit exempts:
+    the bad-input replay and the 2,000-request fuzz test nginx and the app, not
+    the rate limit (the 429 test goes through the published port on purpose).
+    """
+    port = free_port()
+    args = host.ssh_args(host.admin_user)
+    cmd = [*args[:-1], "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{port}:127.0.0.1:80", args[-1]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until("the SSH tunnel to nginx", lambda: proc.poll() is None and host.ready(port), 20)
+    except AssertionError:
+        proc.kill()
+        err = proc.communicate(timeout=5)[1].decode(errors="replace")
+        pytest.fail(f"ssh -L to {host.name} failed: {err[-500:]}")
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class Load:
+    """The in-container load generator (tests/reliability/inside/loadgen.py)."""
+
+    def __init__(self, host: RelHost) -> None:
+        self.host = host
+
+    def ramp(self, levels: str = "1,2,4,8", step: float = 3.0) -> dict:
+        proc = self.host.exec("python3", "/root/reliability/loadgen.py", "ramp", "--levels", levels, "--step", str(step),
+                              timeout=len(levels.split(",")) * (step + 15) + 30)
+        return json.loads(proc.stdout)
+
+    def start(self, rate: float, seconds: float, name: str) -> BackgroundLoad:
+        return BackgroundLoad(self.host, rate, seconds, f"/root/reliability/{name}.json")
+
+
+class BackgroundLoad:
+    """Constant load running while a test does something else; `finish()` returns its result."""
+
+    def __init__(self, host: RelHost, rate: float, seconds: float, out: str) -> None:
+        self.host, self.out, self.seconds = host, out, seconds
+        host.exec("rm", "-f", out, out + ".stop")
+        self.proc = subprocess.Popen(
+            ["docker", "exec", host.name, "python3", "/root/reliability/loadgen.py", "constant", "--rate", f"{rate:.1f}",
+             "--duration", str(seconds), "--out", out],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.started = time.time()
+
+    def stop(self) -> None:
+        self.host.exec("touch", self.out + ".stop", check=False)
+
+    def finish(self, stop: bool = False) -> dict:
+        if stop:
+            self.stop()
+        try:
+            _, err = self.proc.communicate(timeout=self.seconds + 90)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+            raise AssertionError(f"the load generator did not finish within {self.seconds + 90:.0f} s") from None
+        if self.proc.returncode != 0:
+            raise AssertionError(f"the load generator failed (exit {self.proc.returncode}): {err[-800:]}")
+        return json.loads(self.host.exec("cat", self.out).stdout)
+
+
+@pytest.fixture(scope="session")
+def load(host: RelHost) -> Load:
+    return Load(host)
+
+
+@pytest.fixture(scope="session")
+def max_rate(load: Load, figures: Figures) -> float:
+    """The measured maximum: a ~15 s closed-loop concurrency sweep through nginx, inside the host."""
+    ramp = load.ramp()
+    (ARTIFACTS / f"ramp-{figures.profile.name}.json").write_text(json.dumps(ramp, indent=2) + "\n")
+    best = ramp["best"]
+    assert best, f"no clean step in the ramp: {ramp['steps']}"
+    figures.add("maximum throughput (closed-loop sweep 1/2/4/8 connections, 3 s each)", f"{ramp['max_rps']:.0f} req/s",
+                "measured", None, f"best at {best['concurrency']} connections, p99 {best['p99_ms']} ms")
+    return float(ramp["max_rps"])
+

@@ -1,0 +1,58 @@
+"""Constant load through nginx at 80 % of the measured maximum: no errors, flat RSS, no OOM kill.
+
+Load runs inside the container against nginx on 127.0.0.1:80 (the address
+nginx's rate limit exempts); the duration comes from the profile (60 s short,
+600 s full). Reproduce: TOXIC_RELIABILITY_PROFILE=full .venv/bin/pytest tests/reliability/test_load.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import series
+from relhost import ARTIFACTS, REPO
+
+GROWTH_LIMIT = 0.10
+
+
+def test_constant_load_at_80_percent_has_no_errors_flat_rss_and_no_oom(host, load, max_rate, profile, figures):
+    rate = 0.8 * max_rate
+    before = host.oom_evidence()
+    result = load.start(rate, profile.load_seconds, f"soak-{profile.name}").finish()
+    after = host.oom_evidence()
+
+    stem = ARTIFACTS / f"soak-{profile.name}"
+    stem.with_suffix(".json").write_text(json.dumps(result) + "\n")
+    series.write_csv(result, stem.with_suffix(".csv"))
+    title = (f"toxic-service, {result['rate']:.0f} req/s through nginx for {profile.load_seconds:.0f} s "
+             f"(profile {profile.name}, 1 GB container)")
+    series.plot(result, stem.with_suffix(".png"), title)
+    if profile.name == "full":
+        shutil.copyfile(stem.with_suffix(".png"), REPO / "docs" / "reliability-soak.png")
+
+    growth = series.rss_growth(result["rss"], result["t0"], profile.load_seconds)
+    tracked = {label: g for label, g in growth.items() if g is not None and label != "container memory usage"}
+    worst_label, worst = max(tracked.items(), key=lambda item: item[1])
+    peak_kb = max((s.get("container_usage_kb", 0) for s in result["rss"]), default=0)
+    oom = after["oom"] or after["cgroup_oom_kills"] > before["cgroup_oom_kills"]
+
+    figures.extra["load"] = {"rate": result["rate"], "growth": growth, "oom": after}
+    figures.add("load: rate (80 % of maximum) / achieved", f"{result['rate']:.0f} / {result['achieved_rps']:.0f} req/s",
+                ">= 95 % of planned", result["achieved_rps"] >= 0.95 * result["rate"],
+                f"{result['sent']} requests in {profile.load_seconds:.0f} s")
+    figures.add("load: failed requests", result["errors"], "0", result["errors"] == 0)
+    figures.add("load: latency p50 / p99 (from scheduled time)", f"{result['p50_ms']} / {result['p99_ms']} ms", "recorded",
+                None, f"max {result['max_ms']} ms")
+    figures.add("load: RSS growth, worst process", f"{100 * worst:+.1f} % ({worst_label})", "< 10 %", worst < GROWTH_LIMIT,
+                ", ".join(f"{k}: {100 * v:+.1f} %" for k, v in sorted(tracked.items())))
+    figures.add("load: RSS samples", f"{len(result['rss'])} (every 2 s)", "every few seconds", len(result["rss"]) >= profile.load_seconds / 3)
+    figures.add("load: container memory peak (cgroup usage incl. page cache)", f"{peak_kb / 1024:.0f} MiB", "< 1024 MiB",
+                0 < peak_kb < 1024 * 1024)
+    figures.add("load: OOM kills", "none" if not oom else json.dumps(after), "none", not oom, "; ".join(after["checked"]))
+
+    assert result["errors"] == 0, f"{result['errors']} failed requests, first: {result['error_list'][:5]}"
+    assert result["achieved_rps"] >= 0.95 * result["rate"], "the generator could not hold the planned rate"
+    assert len(result["rss"]) >= profile.load_seconds / 3, "RSS was not sampled every few seconds"
+    assert worst < GROWTH_LIMIT, f"RSS grew {100 * worst:.1f} % ({worst_label}); all: {tracked}"
+    assert not oom, f"OOM evidence: {after}"
