@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toxic_service.convert import sha256_file
+
 from bench import REPO, Section, Target, median, ms, percentile, table
 
 NAME = "service"
@@ -134,14 +136,6 @@ def load_comments(path: Path) -> list[str]:
     return [text for text in texts if text.split()]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- the seed's store: an unindexed table ------------------------------------------------------------------
 
 
@@ -155,7 +149,7 @@ def build_seed_table(paths: Paths) -> tuple[Path, int]:
     does not know it: the seed's code turns that into 0), so the seed path feeds
     the model what it was trained on. Built once, keyed by both inputs.
     """
-    key = hashlib.sha256((_sha256(paths.glove) + _sha256(paths.vocab)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((sha256_file(paths.glove) + sha256_file(paths.vocab)).encode()).hexdigest()[:16]
     target = paths.work / f"seed-unindexed-{key}.sqlite"
     if target.is_file():
         with sqlite3.connect(f"file:{target}?mode=ro", uri=True) as conn:
@@ -489,7 +483,7 @@ def ensure_keras_bundle(paths: Paths) -> Path:
     if paths.source_model is None or paths.tokenizer is None:
         raise SystemExit(f"bench service: {paths.bundle} has no model.keras and its source model was not found")
     key = hashlib.sha256(
-        "".join(_sha256(p) for p in (paths.source_model, paths.tokenizer, paths.vocab)).encode()
+        "".join(sha256_file(p) for p in (paths.source_model, paths.tokenizer, paths.vocab)).encode()
     ).hexdigest()[:16]
     out = paths.work / f"keras-bundle-{key}"
     if (out / "metadata.json").is_file() and (out / "model.keras").is_file():

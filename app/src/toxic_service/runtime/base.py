@@ -16,3 +16,11 @@ class InferenceRuntime(Protocol):
         """int32 array (n, max_len) -> float32 array (n, n_labels) of sigmoid scores."""
 
     def close(self) -> None: ...
+
+
+def checked_batch(batch: np.ndarray, max_len: int) -> np.ndarray:
+    """The batch as a 2-D array of `max_len` columns, or ValueError saying what it is instead."""
+    batch = np.asarray(batch)
+    if batch.ndim != 2 or batch.shape[1] != max_len:
+        raise ValueError(f"expected an array of shape (n, {max_len}), got {batch.shape}")
+    return batch

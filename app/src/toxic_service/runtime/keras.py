@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from toxic_service.errors import BundleError, ConfigurationError
+from toxic_service.runtime.base import checked_batch
 
 
 def _load_model(path: Path) -> Any:
@@ -65,9 +66,7 @@ class KerasRuntime:
         self._run = run
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.asarray(batch)
-        if batch.ndim != 2 or batch.shape[1] != self.max_len:
-            raise ValueError(f"expected an array of shape (n, {self.max_len}), got {batch.shape}")
+        batch = checked_batch(batch, self.max_len)
         if len(batch) == 0:
             return np.zeros((0, self.n_outputs), dtype=np.float32)
         return np.asarray(self._run(self._tf.constant(batch, dtype=self._tf.int32)), dtype=np.float32)

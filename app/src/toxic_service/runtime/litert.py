@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from toxic_service.errors import BundleError, ConfigurationError
+from toxic_service.runtime.base import checked_batch
 
 BUCKETS = (1, 8, 32, 64)
 
@@ -99,9 +100,7 @@ class LiteRTRuntime:
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[: len(rows)].astype(np.float32)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.asarray(batch)
-        if batch.ndim != 2 or batch.shape[1] != self.max_len:
-            raise ValueError(f"expected an array of shape (n, {self.max_len}), got {batch.shape}")
+        batch = checked_batch(batch, self.max_len)
         if len(batch) == 0:
             return np.zeros((0, self.n_outputs), dtype=np.float32)
         largest = self.buckets[-1]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from toxic_service.errors import BadRequest
+
 PREFIX = "sha256:"
 
 
@@ -28,6 +30,17 @@ def check_index(word: str, index: object) -> int:
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise ValueError(f"vocabulary word {word!r} has index {index!r}: expected a non-negative integer")
     return index
+
+
+def check_pair(word: object, index: object, index_base: int) -> tuple[str, int]:
+    """One (word, index) a store may be written with; BadRequest names what is wrong."""
+    try:
+        pair = check_word(word), check_index(str(word), index)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if pair[1] < index_base:
+        raise BadRequest(f"word {word!r} has index {index}, below the vocabulary's index_base {index_base}")
+    return pair
 
 
 def vocabulary_checksum(pairs: Iterable[tuple[str, int]]) -> str:

@@ -26,7 +26,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, 
 from toxic_service.errors import BadRequest, StoreUnavailable
 from toxic_service.settings import Settings
 from toxic_service.vocab.base import VocabularyInfo
-from toxic_service.vocab.checksum import check_index, check_word, vocabulary_checksum
+from toxic_service.vocab.checksum import check_pair, vocabulary_checksum
 
 META_ID = "vocabulary"
 MISSING_CHECKSUM = "missing"
@@ -163,13 +163,7 @@ def _validated(pairs: Iterable[tuple[str, int]], index_base: int) -> dict[str, i
     words: dict[str, int] = {}
     owner: dict[int, str] = {}
     for word, index in pairs:
-        try:
-            check_word(word)
-            check_index(word, index)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        if index < index_base:
-            raise BadRequest(f"word {word!r} has index {index}, below the vocabulary's index_base {index_base}")
+        check_pair(word, index, index_base)
         if word in words:
             raise BadRequest(f"duplicate word {word!r} in the vocabulary")
         if index in owner:

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from toxic_service.errors import BadRequest, StoreUnavailable
 from toxic_service.vocab.base import VocabularyInfo
-from toxic_service.vocab.checksum import check_index, check_word, vocabulary_checksum
+from toxic_service.vocab.checksum import check_pair, vocabulary_checksum
 
 # SQLite before 3.32 allowed 999 bound variables; newer builds report their own limit.
 _DEFAULT_VARIABLE_LIMIT = 999
@@ -201,13 +201,7 @@ def write_sqlite(
             batch: list[tuple[str, int]] = []
             count = 0
             for word, index in pairs:
-                try:
-                    check_word(word)
-                    check_index(word, index)
-                except ValueError as exc:
-                    raise BadRequest(str(exc)) from None
-                if index < index_base:
-                    raise BadRequest(f"word {word!r} has index {index}, below the vocabulary's index_base {index_base}")
+                check_pair(word, index, index_base)
                 batch.append((word, index))
                 if len(batch) >= _WRITE_BATCH:
                     _insert_batch(conn, batch)
