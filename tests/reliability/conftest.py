@@ -44,9 +44,13 @@ PROFILES = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+
     def rank(item: pytest.Item) -> int:
-        module = Path(str(item.fspath)).stem
-        return MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER)
+        path = Path(str(item.fspath))
+        if path.parent != here or path.stem not in MODULE_ORDER:
+            return 0  # other suites keep their place
+        return 1 + MODULE_ORDER.index(path.stem)
 
     items.sort(key=rank)  # stable: the order inside each module is kept
 

@@ -145,8 +145,8 @@ class RelHost:
 
     # ------------------------------------------------------------------ memory
 
-    def oom_evidence(self) -> dict[str, Any]:
-        """Every OOM signal readable here; `checked` names the sources that could be read."""
+    def oom_evidence(self, since: float | None = None) -> dict[str, Any]:
+        """Every OOM signal readable here (journal: from `since`, a wall time); `checked` names the sources read."""
         state = self.inspect()
         evidence: dict[str, Any] = {"docker_oom_killed": bool(state["State"].get("OOMKilled")), "checked": ["docker inspect"]}
         cgroup = Path("/sys/fs/cgroup/memory/docker") / state["Id"]
@@ -161,8 +161,12 @@ class RelHost:
             evidence["checked"].append("cgroup v1 memory.oom_control (container and every sub-group)")
         evidence["cgroup_oom_kills"] = sum(kills.values())
         evidence["cgroup_oom_kills_by_group"] = {k: v for k, v in kills.items() if v}
-        journal = self.exec("journalctl", "--no-pager", "-q", "-o", "cat", "--grep", "oom|Out of memory|oom-kill",
-                            "--case-sensitive=false", check=False, timeout=30)
+        # The kernel's and systemd's own words; not gunicorn's "was sent SIGKILL! Perhaps out of memory?",
+        # which any kill -9 of a worker (the fault tests) prints.
+        window = ["--since", f"@{int(since)}"] if since else []
+        journal = self.exec("journalctl", "--no-pager", "-q", "-o", "cat", *window, "--grep",
+                            "Out of memory: Kill|oom-kill|invoked oom-killer|by the OOM killer|oom_reaper",
+                            check=False, timeout=30)
         evidence["journal_oom_lines"] = [line for line in journal.stdout.splitlines() if line.strip()][:20]
         evidence["checked"].append("the container's journal")
         evidence["service_result"] = self.unit_property("toxic-service", "Result")

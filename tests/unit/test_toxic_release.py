@@ -267,7 +267,7 @@ def test_prepare_refuses_a_wheelhouse_without_the_app_wheel(host: Host) -> None:
 def test_activate_switches_restarts_and_health_checks(host: Host) -> None:
     release = host.deploy(make_wheelhouse(host.base, "good"))
     assert host.current() == f"releases/{release.name}"
-    assert host.calls() == ["restart toxic-service.service"]
+    assert host.calls() == ["reset-failed toxic-service.service", "restart toxic-service.service"]
     assert not list(host.root.glob("current.tmp-*"))
     last = host.log()[-1]
     assert (last["action"], last["release"], last["result"]) == ("activate", release.name, "ok")
@@ -286,7 +286,9 @@ def test_a_release_failing_check_is_never_activated_and_is_removed(host: Host) -
     assert "toxic-service check` of" in result.stderr and "exit 3" in result.stderr
     assert host.current() == f"releases/{good.name}"
     assert not bad.exists()
-    assert host.calls() == ["restart toxic-service.service"], "a refused release must not restart anything"
+    assert host.calls() == ["reset-failed toxic-service.service", "restart toxic-service.service"], (
+        "a refused release must not restart anything"
+    )
 
 
 @pytest.mark.parametrize("health", ["notready", "badscores"])
@@ -326,6 +328,52 @@ def test_rollback_refuses_without_an_older_release_then_goes_back(host: Host) ->
     assert host.log()[-1]["action"] == "rollback"
     result = host.run("rollback", "no-such-release")
     assert result.returncode == 1 and "no release 'no-such-release'" in result.stderr
+
+
+def make_bundle(base: Path, content: bytes) -> Path:
+    bundle = base / f"bundle-{hashlib.sha256(content).hexdigest()[:8]}"
+    bundle.mkdir()
+    (bundle / "model.tflite").write_bytes(content)
+    meta = {"model": {"files": {"model.tflite": hashlib.sha256(content).hexdigest()}}, "vocabulary": {"checksum": "sha256:v1"}}
+    (bundle / "metadata.json").write_text(json.dumps(meta))
+    return bundle
+
+
+def test_a_release_pins_its_model_and_a_rollback_restores_it(host: Host) -> None:
+    first = host.deploy(make_wheelhouse(host.base, "one"))
+    assert os.readlink(first / "model") == "../../shared/model"
+    wrapper = (first / "bin" / "toxic-service").read_text()
+    assert f"TOXIC_BUNDLE={first}/model " in wrapper, "check and serve use the release's model"
+
+    bundle = make_bundle(host.base, b"weights v2")
+    added = host.run("add-model", "--from", str(bundle))
+    assert added.returncode == 0, added.stderr
+    model = Path(added.stdout.strip())
+    assert model.parent == host.root / "shared" / "models" and (model / "model.tflite").read_bytes() == b"weights v2"
+    assert host.run("add-model", "--from", str(bundle)).stdout.strip() == str(model), "the same bundle is added once"
+
+    (bundle / "model.tflite").write_bytes(b"tampered")
+    refused = host.run("add-model", "--from", str(bundle))
+    assert refused.returncode == 1 and "does not match metadata.json" in refused.stderr
+    assert [p.name for p in model.parent.iterdir()] == [model.name], "a refused bundle leaves nothing behind"
+    refused = host.run("prepare", "--wheelhouse", str(make_wheelhouse(host.base, "x")), "--model-dir", str(host.base))
+    assert refused.returncode == 1 and "must be" in refused.stderr
+
+    result = host.run("prepare", "--wheelhouse", str(make_wheelhouse(host.base, "two")), "--model-dir", str(model))
+    assert result.returncode == 0, result.stderr
+    second = Path(result.stdout.strip())
+    assert host.run("activate", second.name).returncode == 0
+    status = json.loads(host.run("status", "--json").stdout)
+    assert status["model"] == {"path": str(model), "source": None, "vocabulary_checksum": "sha256:v1"}
+
+    assert host.run("rollback").returncode == 0
+    status = json.loads(host.run("status", "--json").stdout)
+    assert status["current"] == first.name and status["model"]["path"] == str(host.root / "shared" / "model")
+
+    third = host.deploy(make_wheelhouse(host.base, "three"))
+    assert host.run("prune", "--keep", "1").returncode == 0
+    assert host.releases() == [third.name]
+    assert list((host.root / "shared" / "models").iterdir()) == [], "a model no release links is pruned"
 
 
 def test_prune_keeps_the_newest_and_the_current_and_drops_unused_envs(host: Host) -> None:
