@@ -101,19 +101,9 @@ def load_comments(path: Path, count: int) -> list[str]:
 
 # --- the test host ------------------------------------------------------------------------------------------
 
-# tools/local_host.py binds container_state()'s default name ("toxic-local") when it is imported, so with
-# --name its `up` would look at toxic-local (running here for molecule) and skip creating ours. This shim makes
-# the default follow --name, as tests/reliability/relhost.py does, without editing the tool.
-_LOCAL_HOST_SHIM = (
-    "import sys; sys.path.insert(0, sys.argv[1]); import local_host as h; "
-    "orig = h.container_state; h.container_state = lambda name=None: orig(name or h.CONTAINER); "
-    "sys.exit(h.main(sys.argv[2:]))"
-)
-
-
 def local_host(command: str, timeout: float = 600) -> float:
     """`tools/local_host.py <command>` for the benchmark's instance; seconds it took."""
-    args = [sys.executable, "-c", _LOCAL_HOST_SHIM, str(REPO / "tools"), "--name", CONTAINER,
+    args = [sys.executable, str(REPO / "tools" / "local_host.py"), "--name", CONTAINER,
             "--http-port", str(HTTP_PORT), "--https-port", str(HTTPS_PORT), "--ssh-port", str(SSH_PORT), command]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)

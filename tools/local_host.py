@@ -137,8 +137,9 @@ def require_docker() -> None:
         )
 
 
-def container_state(name: str = CONTAINER) -> dict | None:
-    proc = run(["docker", "inspect", name], check=False, timeout=30)
+def container_state(name: str | None = None) -> dict | None:
+    # Default looked up at call time: --name rebinds CONTAINER after import.
+    proc = run(["docker", "inspect", name or CONTAINER], check=False, timeout=30)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout)[0]

@@ -4,7 +4,6 @@ Environment:
     TOXIC_FAB_NAME / _HTTP_PORT / _HTTPS_PORT / _SSH_PORT   the instance (default toxic-fab, 18080, 18443, 12222)
     TOXIC_FAB_KEEP=1          leave the container running after the suite (for a look around)
     TOXIC_FAB_REUSE=1         use the running, provisioned instance as it is (development only)
-    TOXIC_FAB_LOCAL_HOST      the command that runs tools/local_host.py (default: the venv's python + the script)
 """
 
 from __future__ import annotations

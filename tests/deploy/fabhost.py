@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -94,8 +93,7 @@ class FabHost:
     # ------------------------------------------------------------------ lifecycle
 
     def local_host(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        default = f"{VENV_BIN / 'python'} {REPO / 'tools' / 'local_host.py'}"
-        launcher = shlex.split(os.environ.get("TOXIC_FAB_LOCAL_HOST", default))
+        launcher = [str(VENV_BIN / "python"), str(REPO / "tools" / "local_host.py")]
         ports = ["--name", self.name, "--http-port", str(self.http_port), "--https-port", str(self.https_port),
                  "--ssh-port", str(self.ssh_port)]
         return run([*launcher, *ports, command], timeout, f"tools/local_host.py --name {self.name} {command}", cwd=REPO)

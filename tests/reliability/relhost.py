@@ -54,19 +54,8 @@ class RelHost:
     # ------------------------------------------------------------ lifecycle
 
     def local_host(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """tools/local_host.py for this instance.
-
-        Workaround: local_host.container_state()'s default name is bound when the
-        module is imported ("toxic-local"), so with --name it would inspect the
-        molecule container instead of ours. Until that default follows --name,
-        the call goes through a shim that makes it follow CONTAINER.
-        """
-        shim = (
-            "import sys; sys.path.insert(0, sys.argv[1]); import local_host as h; "
-            "orig = h.container_state; h.container_state = lambda name=None: orig(name or h.CONTAINER); "
-            "sys.exit(h.main(sys.argv[2:]))"
-        )
-        cmd = [sys.executable, "-c", shim, str(REPO / "tools"), "--name", self.name, "--http-port", str(self.http_port),
+        """tools/local_host.py for this instance."""
+        cmd = [sys.executable, str(REPO / "tools" / "local_host.py"), "--name", self.name, "--http-port", str(self.http_port),
                "--https-port", str(self.https_port), "--ssh-port", str(self.ssh_port), *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 

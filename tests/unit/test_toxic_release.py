@@ -376,6 +376,19 @@ def test_a_release_pins_its_model_and_a_rollback_restores_it(host: Host) -> None
     assert list((host.root / "shared" / "models").iterdir()) == [], "a model no release links is pruned"
 
 
+def test_a_code_release_keeps_the_model_of_the_release_it_replaces(host: Host) -> None:
+    """The role prepares without --model-dir: a model shipped with deploy-model must survive a site.yml run."""
+    host.deploy(make_wheelhouse(host.base, "one"))
+    model = Path(host.run("add-model", "--from", str(make_bundle(host.base, b"weights v3"))).stdout.strip())
+    result = host.run("prepare", "--wheelhouse", str(make_wheelhouse(host.base, "two")), "--model-dir", str(model))
+    assert result.returncode == 0, result.stderr
+    assert host.run("activate", result.stdout.strip()).returncode == 0
+
+    third = host.deploy(make_wheelhouse(host.base, "three"))
+    assert (third / "model").resolve() == model
+    assert json.loads(host.run("status", "--json").stdout)["model"]["path"] == str(model)
+
+
 def test_prune_keeps_the_newest_and_the_current_and_drops_unused_envs(host: Host) -> None:
     # r0 has dependencies of its own; r1..r3 share the seeded env.
     names = [host.deploy(make_wheelhouse(host.base, f"r{i}", dep_version="1.5" if i == 0 else "1.0")).name for i in range(4)]
