@@ -59,7 +59,7 @@ lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production
 
-test-app: $(STAMP) ## pytest: app unit, integration (real gunicorn) and browser tests
+test-app: assets ## pytest: app unit, integration (real gunicorn) and browser tests (assets: the real tox-block pickle test)
 	$(BIN)/pytest tests/unit tests/integration tests/browser
 
 test-molecule: assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy

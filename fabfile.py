@@ -19,7 +19,6 @@ This file only builds, uploads and orchestrates.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from pathlib import Path
 import paramiko
 from fabric import Connection, task
 from invoke.exceptions import Exit
+from toxic_service.convert import sha256_file
 
 REPO = Path(__file__).resolve().parent
 TOOL = "/usr/local/sbin/toxic-release"
@@ -286,14 +286,6 @@ def release_wheels(app_wheel: Path, wheelhouse: Path) -> dict[str, Path]:
     if missing:
         raise Exit(f"fab: the app needs {', '.join(missing)}, which {wheelhouse} lacks: rebuild it (tools/build_wheelhouse.sh)")
     return {**deps, app_wheel.name: app_wheel}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def vocabulary_checksum(path: Path) -> str | None:
