@@ -15,12 +15,12 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 from toxic_service.api import create_app
-from toxic_service.api.logs import JsonFormatter
 from toxic_service.bundle import SEED_LABELS
 from toxic_service.cli import main as cli
 from toxic_service.commands.check import verify_scores
 from toxic_service.commands.serve import default_workers
 from toxic_service.errors import BundleError, VocabularyMismatch
+from toxic_service.logs import JsonFormatter
 
 _spec = importlib.util.spec_from_file_location("bad_inputs", Path(__file__).resolve().parents[1] / "data" / "bad_inputs.py")
 bad_inputs = sys.modules.setdefault("bad_inputs", importlib.util.module_from_spec(_spec))

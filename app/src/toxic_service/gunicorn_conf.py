@@ -38,7 +38,7 @@ control_socket_disable = True
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "toxic_service.api.logs.JsonFormatter"}},
+    "formatters": {"json": {"()": "toxic_service.logs.JsonFormatter"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
     "loggers": {
         # No level here: gunicorn sets gunicorn.error's level from `loglevel` itself.

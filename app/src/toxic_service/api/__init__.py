@@ -14,10 +14,10 @@ from flask import Flask, Response, g, request
 
 from toxic_service.api import metrics
 from toxic_service.api.errors import register_error_handlers
-from toxic_service.api.logs import configure_logging
 from toxic_service.api.routes import register_routes
 from toxic_service.api.state import RETRY_INTERVAL_SECONDS, ScorerHolder
 from toxic_service.api.validation import Limits
+from toxic_service.logs import configure_logging
 from toxic_service.settings import Settings
 
 log = logging.getLogger("toxic_service.api")

@@ -18,9 +18,9 @@ import click
 
 from toxic_service.settings import Settings
 
-# Resident memory one worker needs, by runtime (measured: LiteRT + model ~75 MB, TensorFlow ~630 MB).
-# Measured by bench/service (worker VmRSS after batches up to max_batch), rounded up.
-PER_WORKER_MB = {"litert": 120, "keras": 950}
+# Resident memory one worker needs, by runtime: bench/service's worker VmRSS after batches up to
+# max_batch (LiteRT 127 MB, Keras/TensorFlow 941 MB), rounded up.
+PER_WORKER_MB = {"litert": 130, "keras": 950}
 # Left for the OS, nginx, the gunicorn master and the page cache of the vocabulary file.
 RESERVE_MB = 256
 
