@@ -31,7 +31,7 @@ LIMITS = {"max_text_chars": 500, "max_batch": 8, "max_body_bytes": 8192}
 
 @pytest.fixture(scope="module")
 def settings(tiny_settings):
-    return tiny_settings.model_copy(update=LIMITS)
+    return tiny_settings.replace(**LIMITS)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +258,7 @@ def test_openapi_is_true_to_responses_including_every_error(client):
 
 def test_store_missing_at_start_gives_503_then_recovers_without_restart(settings, tiny_sqlite_path, tmp_path):
     vocab = tmp_path / "vocab.sqlite"
-    app = create_app(settings.model_copy(update={"sqlite_path": vocab}), retry_interval=0.05)
+    app = create_app(settings.replace(**{"sqlite_path": vocab}), retry_interval=0.05)
     client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["error"]["code"] == "not_ready"
@@ -280,7 +280,7 @@ def test_bundle_vocabulary_mismatch_is_fatal_at_start(settings, tiny_bundle_dir,
     meta["vocabulary"]["checksum"] = "sha256:" + "0" * 64
     (bundle / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(VocabularyMismatch):
-        create_app(settings.model_copy(update={"bundle": bundle}))
+        create_app(settings.replace(**{"bundle": bundle}))
 
 
 class _Capture(logging.Handler):
@@ -295,7 +295,7 @@ class _Capture(logging.Handler):
 
 @pytest.mark.parametrize("log_text", [False, True])
 def test_logs_are_json_lines_and_hold_text_only_when_asked(settings, log_text):
-    app = create_app(settings.model_copy(update={"log_text": log_text}))
+    app = create_app(settings.replace(**{"log_text": log_text}))
     capture = _Capture()
     logger = logging.getLogger("toxic_service")
     logger.addHandler(capture)

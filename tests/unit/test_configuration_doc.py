@@ -13,4 +13,4 @@ def test_the_configuration_doc_holds_the_current_settings_table():
 
 
 def test_every_setting_has_a_description():
-    assert all(info.description for info in Settings.model_fields.values())
+    assert all(setting.description for setting in Settings.fields.values())

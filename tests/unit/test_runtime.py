@@ -29,7 +29,7 @@ def litert(tiny_settings, tiny_bundle_dir, meta):
 @pytest.fixture(scope="module")
 def keras_runtime(tiny_settings, tiny_bundle_dir, meta):
     pytest.importorskip("tensorflow", reason="TensorFlow (the keras extra) is not installed")
-    return create_runtime(tiny_settings.model_copy(update={"runtime": "keras"}), tiny_bundle_dir, meta)
+    return create_runtime(tiny_settings.replace(**{"runtime": "keras"}), tiny_bundle_dir, meta)
 
 
 def random_batch(rows: int, meta, seed: int = 0) -> np.ndarray:
@@ -98,7 +98,7 @@ def copy_bundle(tiny_bundle_dir, tmp_path):
 @pytest.mark.parametrize("runtime", ["litert", "keras"])
 def test_missing_or_changed_model_file_is_a_bundle_error(tiny_settings, tiny_bundle_dir, meta, tmp_path, runtime):
     bundle = copy_bundle(tiny_bundle_dir, tmp_path)
-    settings = tiny_settings.model_copy(update={"runtime": runtime})
+    settings = tiny_settings.replace(**{"runtime": runtime})
     name = "model.tflite" if runtime == "litert" else "model.keras"
     data = bytearray((bundle / name).read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -123,7 +123,7 @@ def test_vocabulary_mismatch_is_refused(tiny_settings, tiny_vocab_pairs, tmp_pat
     other = tmp_path / "other.sqlite"
     write_sqlite(other, [(w, i) for w, i in tiny_vocab_pairs if w != "thank"], source="another vocabulary", index_base=1)
     with pytest.raises(VocabularyMismatch, match="do not belong together.*another vocabulary"):
-        build_scorer(tiny_settings.model_copy(update={"sqlite_path": other}))
+        build_scorer(tiny_settings.replace(**{"sqlite_path": other}))
 
 
 def test_index_base_mismatch_is_refused(tiny_settings, tiny_bundle_dir, tiny_vocab_pairs, tmp_path):
@@ -133,21 +133,21 @@ def test_index_base_mismatch_is_refused(tiny_settings, tiny_bundle_dir, tiny_voc
     doc["index_base"] = 0
     (bundle / "metadata.json").write_text(json.dumps(doc))
     with pytest.raises(VocabularyMismatch, match="index_base 0"):
-        build_scorer(tiny_settings.model_copy(update={"bundle": bundle}))
+        build_scorer(tiny_settings.replace(**{"bundle": bundle}))
 
 
 def test_missing_model_file_fails_at_build_not_at_first_request(tiny_settings, tiny_bundle_dir, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle_dir, bundle)
     (bundle / "model.keras").unlink()
-    build_scorer(tiny_settings.model_copy(update={"bundle": bundle})).close()  # litert does not need it
+    build_scorer(tiny_settings.replace(**{"bundle": bundle})).close()  # litert does not need it
     with pytest.raises(BundleError, match="model.keras: no such file"):
-        build_scorer(tiny_settings.model_copy(update={"bundle": bundle, "runtime": "keras"}))
+        build_scorer(tiny_settings.replace(**{"bundle": bundle, "runtime": "keras"}))
 
 
 def test_missing_vocabulary_file_is_store_unavailable(tiny_settings, tmp_path):
     with pytest.raises(StoreUnavailable):
-        build_scorer(tiny_settings.model_copy(update={"sqlite_path": tmp_path / "gone.sqlite"}))
+        build_scorer(tiny_settings.replace(**{"sqlite_path": tmp_path / "gone.sqlite"}))
 
 
 def test_check_ready_reports_a_down_store(tiny_bundle_dir, tiny_settings):
@@ -163,7 +163,7 @@ def test_check_ready_reports_a_down_store(tiny_bundle_dir, tiny_settings):
 def test_check_ready_reports_a_model_that_cannot_load(tiny_settings, tiny_bundle_dir, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle_dir, bundle)
-    scorer = build_scorer(tiny_settings.model_copy(update={"bundle": bundle}))
+    scorer = build_scorer(tiny_settings.replace(**{"bundle": bundle}))
     (bundle / "model.tflite").write_bytes(b"replaced after start")
     with pytest.raises(NotReady, match="sha256 differs"):
         scorer.check_ready()
@@ -172,7 +172,7 @@ def test_check_ready_reports_a_model_that_cannot_load(tiny_settings, tiny_bundle
 
 def test_scores_match_the_keras_runtime(scorer, tiny_settings):
     pytest.importorskip("tensorflow", reason="TensorFlow (the keras extra) is not installed")
-    keras_scorer = build_scorer(tiny_settings.model_copy(update={"runtime": "keras"}))
+    keras_scorer = build_scorer(tiny_settings.replace(**{"runtime": "keras"}))
     texts = ["you idiot", "thank you for the helpful edit", "I will kill you, stupid", ""]
     a = np.array([list(r.values()) for r in scorer.score(texts)])
     b = np.array([list(r.values()) for r in keras_scorer.score(texts)])

@@ -1,8 +1,7 @@
 """Settings: TOXIC_* variables over the TOML file over the defaults; bad values name the setting."""
 
 import pytest
-from pydantic import ValidationError
-from toxic_service.settings import Settings
+from toxic_service.settings import InvalidSettings, Settings
 
 
 @pytest.fixture
@@ -20,7 +19,7 @@ def test_environment_beats_the_file_which_beats_the_defaults(clean_env, tmp_path
     clean_env.setenv("TOXIC_MAX_BATCH", "20")
     settings = Settings()
     assert (settings.max_batch, settings.max_text_chars, settings.vocab_backend) == (20, 500, "mongodb")
-    assert settings.max_body_bytes == Settings.model_fields["max_body_bytes"].default
+    assert settings.max_body_bytes == Settings.fields["max_body_bytes"].default
 
 
 def test_paths_default_under_the_data_dir(clean_env, tmp_path):
@@ -35,7 +34,7 @@ def test_paths_default_under_the_data_dir(clean_env, tmp_path):
 )
 def test_a_bad_value_is_refused_naming_the_setting(clean_env, name, value):
     clean_env.setenv(name, value)
-    with pytest.raises(ValidationError, match=name.removeprefix("TOXIC_").lower()):
+    with pytest.raises(InvalidSettings, match=name):
         Settings()
 
 
@@ -48,3 +47,42 @@ def test_a_missing_config_file_is_refused(clean_env, tmp_path):
 def test_the_mongodb_uri_is_never_printed(clean_env):
     clean_env.setenv("TOXIC_MONGODB_URI", "mongodb://app:s3cret@db:27017/")
     assert "s3cret" not in repr(Settings()) and "s3cret" not in str(Settings().mongodb_uri)
+
+
+def test_the_file_is_checked_too(clean_env, tmp_path):
+    config = tmp_path / "toxic.toml"
+    config.write_text('max_batch = "ten"\nlog_text = true\n')
+    clean_env.setenv("TOXIC_CONFIG_FILE", str(config))
+    with pytest.raises(InvalidSettings, match="TOXIC_MAX_BATCH: must be a whole number"):
+        Settings()
+    config.write_text("max_bacth = 10\n")
+    with pytest.raises(InvalidSettings, match="unknown setting 'max_bacth'"):
+        Settings()
+    config.write_text("max_batch = [\n")
+    with pytest.raises(InvalidSettings, match="not valid TOML"):
+        Settings()
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", True), ("true", True), ("On", True), ("0", False), ("no", False)])
+def test_booleans_from_the_environment(clean_env, text, value):
+    clean_env.setenv("TOXIC_LOG_TEXT", text)
+    assert Settings().log_text is value
+
+
+def test_every_problem_is_named_at_once_and_nothing_is_half_set(clean_env):
+    clean_env.setenv("TOXIC_LOG_TEXT", "maybe")
+    clean_env.setenv("TOXIC_CACHE_ENTRIES", "-1")
+    with pytest.raises(InvalidSettings) as caught:
+        Settings()
+    assert [p.split(":")[0] for p in caught.value.problems] == ["TOXIC_CACHE_ENTRIES", "TOXIC_LOG_TEXT"]
+
+
+def test_settings_are_immutable_and_replace_validates(clean_env):
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.max_batch = 5
+    assert settings.replace(max_batch=5).max_batch == 5 and settings.max_batch == 64
+    with pytest.raises(InvalidSettings, match="TOXIC_MAX_BATCH"):
+        settings.replace(max_batch=0)
+    with pytest.raises(InvalidSettings, match="unknown setting 'max_bacth'"):
+        Settings(max_bacth=5)

@@ -106,7 +106,7 @@ def test_concurrent_lookups_agree_with_the_store(inner, tiny_vocab_pairs):
 def test_factory_wraps_the_store_unless_the_cache_is_disabled(tiny_settings):
     cached = open_store(tiny_settings)
     assert isinstance(cached, CachedVocabularyStore) and cached.max_entries == tiny_settings.cache_entries
-    plain = open_store(tiny_settings.model_copy(update={"cache_entries": 0}))
+    plain = open_store(tiny_settings.replace(**{"cache_entries": 0}))
     assert isinstance(plain, SqliteVocabularyStore)
     assert cached.info() == plain.info()
     cached.close()

@@ -190,7 +190,7 @@ def test_seed_style_collection_gets_metadata_without_rewriting(backend):
 def test_scorer_refuses_a_mongo_store_without_metadata(backend, tiny_settings, tiny_vocab_pairs, monkeypatch):
     coll = backend.client[backend.database]["vocab"]
     coll.insert_many([{"word": w, "index": i} for w, i in tiny_vocab_pairs])
-    settings = tiny_settings.model_copy(update={"vocab_backend": "mongodb", "mongodb_database": backend.database})
+    settings = tiny_settings.replace(**{"vocab_backend": "mongodb", "mongodb_database": backend.database})
     # The store builds its client from the settings; here that client is the backend's kind (pymongo's class swapped out).
     monkeypatch.setattr("toxic_service.vocab.mongo.MongoClient", backend.new_client)
     with pytest.raises(VocabularyMismatch, match="no metadata document"):
@@ -214,7 +214,7 @@ def test_down_server_is_store_unavailable_fast():
 
 def test_settings_reach_the_client(tiny_settings):
     update = {"mongodb_database": "dbx", "mongodb_collection": "colx", "mongodb_timeout_ms": 123}
-    settings = tiny_settings.model_copy(update=update)
+    settings = tiny_settings.replace(**update)
     store = MongoVocabularyStore.from_settings(settings)
     assert (store.database, store.collection, store.timeout_ms) == ("dbx", "colx", 123)
     client = store._db().client

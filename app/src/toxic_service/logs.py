@@ -1,7 +1,7 @@
 """Structured logs: one JSON object per line on stderr.
 
 Standard library only, outside the `api` package: gunicorn's master loads this
-formatter, and importing `toxic_service.api` would load Flask, pydantic and
+formatter, and importing `toxic_service.api` would load Flask, numpy and
 prometheus_client into the master (~20 MB it never uses).
 
 Comment text is personal data: nothing here logs it unless `log_text` is on,

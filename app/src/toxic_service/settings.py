@@ -1,23 +1,65 @@
 """One typed settings object, read from TOXIC_* variables and an optional file.
 
 Precedence (highest first): keyword arguments, TOXIC_* environment variables,
-the TOML file named by TOXIC_CONFIG_FILE, the defaults below. Every field's
+the TOML file named by TOXIC_CONFIG_FILE, the defaults below. Every setting's
 description is its documentation: `toxic-service config` prints them all.
+
+Standard library only, on purpose: every gunicorn worker builds a Settings,
+and pydantic-settings cost each worker 12 MB of RSS (measured) on a host with
+1 GB for everything.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from toxic_service.errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (EL targets)
+    import tomli as tomllib
+
+ENV_PREFIX = "TOXIC_"
+CONFIG_FILE_VARIABLE = "TOXIC_CONFIG_FILE"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+class InvalidSettings(ConfigurationError):
+    """One or more settings are wrong; the message names each by its TOXIC_* variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings: " + "; ".join(problems))
+
+
+class Secret:
+    """A value that never shows in repr(), str() or logs; get_secret_value() reads it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 def default_data_dir() -> Path:
@@ -26,46 +68,183 @@ def default_data_dir() -> Path:
     return Path(cache) / "toxic-service" / "default"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TOXIC_", extra="forbid", frozen=True)
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its type, default, limits and documentation."""
 
-    data_dir: Path = Field(
-        default_factory=default_data_dir,
-        description="Directory holding `model/` and `vocab.sqlite` when those are not set.",
-    )
-    bundle: Path | None = Field(
-        None, description="Model bundle directory (model.tflite and/or model.keras + metadata.json). Default: <data_dir>/model."
-    )
-    runtime: Literal["litert", "keras"] = Field(
-        "litert", description="Inference runtime: litert (small, the default) or keras (needs TensorFlow, ~950 MB per worker)."
-    )
-    inference_threads: int = Field(1, ge=1, le=64, description="Threads per interpreter (per worker).")
+    name: str
+    kind: type  # Path, int, bool, str or Secret
+    description: str
+    default: Any = None
+    default_factory: Callable[[], Any] | None = None
+    optional: bool = False  # None is a valid value (the default derives it)
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    nonblank: bool = False
 
-    vocab_backend: Literal["sqlite", "mongodb"] = Field("sqlite", description="Vocabulary store.")
-    sqlite_path: Path | None = Field(None, description="SQLite vocabulary file. Default: <data_dir>/vocab.sqlite.")
-    mongodb_uri: SecretStr = Field(
-        SecretStr("mongodb://127.0.0.1:27017/"), description="MongoDB URI; use a read-only user."
-    )
-    mongodb_database: str = Field("word_embeddings", description="MongoDB database (the seed's name).")
-    mongodb_collection: str = Field(
-        "vocab", description="Collection of {word, index} documents; a seed dump uses 'glove-wiki-gigaword-50.posts'."
-    )
-    mongodb_timeout_ms: int = Field(
-        500, ge=50, le=30_000, description="Server selection/socket timeout: a down store gives a fast 503."
-    )
-    cache_entries: int = Field(50_000, ge=0, description="LRU entries in front of the store (0 disables).")
+    @property
+    def variable(self) -> str:
+        return ENV_PREFIX + self.name.upper()
 
-    max_batch: int = Field(64, ge=1, le=4096, description="Most comments in one `sequences` request.")
-    max_text_chars: int = Field(20_000, ge=1, description="Longest accepted comment, in characters (413 beyond).")
-    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body (413 beyond).")
-    log_text: bool = Field(False, description="Log comment text (off: comments can hold personal data).")
+    def get_default(self) -> Any:
+        return self.default_factory() if self.default_factory else self.default
 
-    @field_validator("mongodb_collection", "mongodb_database")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def convert(self, raw: Any, *, from_text: bool) -> Any:
+        """The typed value of `raw` (text from the environment, or a TOML/Python value); ValueError says why not."""
+        if raw is None or (from_text and raw == "" and self.optional):
+            if self.optional:
+                return None
+            raise ValueError("must be set")
+        if self.kind is bool:
+            return self._to_bool(raw, from_text)
+        if self.kind is int:
+            return self._checked_int(raw, from_text)
+        if self.kind is Path:
+            if isinstance(raw, Path) or (isinstance(raw, str) and raw):
+                return Path(raw)
+            raise ValueError("must be a non-empty path")
+        if self.kind is Secret:
+            if isinstance(raw, Secret):
+                return raw
+            if isinstance(raw, str):
+                return Secret(raw)
+            raise ValueError("must be text")
+        if not isinstance(raw, str):
+            raise ValueError(f"must be text, not {type(raw).__name__}")
+        if self.choices and raw not in self.choices:
+            raise ValueError(f"must be one of {', '.join(self.choices)} (got {raw!r})")
+        if self.nonblank and not raw.strip():
             raise ValueError("must not be empty")
+        return raw
+
+    @staticmethod
+    def _to_bool(raw: Any, from_text: bool) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_text and isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ValueError(f"must be true or false (got {raw!r})")
+
+    def _checked_int(self, raw: Any, from_text: bool) -> int:
+        if from_text and isinstance(raw, str):
+            try:
+                value = int(raw.strip())
+            except ValueError:
+                raise ValueError(f"must be a whole number (got {raw!r})") from None
+        elif isinstance(raw, int) and not isinstance(raw, bool):
+            value = raw
+        else:
+            raise ValueError(f"must be a whole number (got {raw!r})")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"must be >= {self.minimum} (got {value})")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"must be <= {self.maximum} (got {value})")
         return value
+
+
+FIELDS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("data_dir", Path, "Directory holding `model/` and `vocab.sqlite` when those are not set.",
+                default_factory=default_data_dir),
+        Setting("bundle", Path, "Model bundle directory (model.tflite and/or model.keras + metadata.json). "
+                "Default: <data_dir>/model.", optional=True),
+        Setting("runtime", str, "Inference runtime: litert (small, the default) or keras (needs TensorFlow, "
+                "~950 MB per worker).", default="litert", choices=("litert", "keras")),
+        Setting("inference_threads", int, "Threads per interpreter (per worker).", default=1, minimum=1, maximum=64),
+        Setting("vocab_backend", str, "Vocabulary store.", default="sqlite", choices=("sqlite", "mongodb")),
+        Setting("sqlite_path", Path, "SQLite vocabulary file. Default: <data_dir>/vocab.sqlite.", optional=True),
+        Setting("mongodb_uri", Secret, "MongoDB URI; use a read-only user.",
+                default=Secret("mongodb://127.0.0.1:27017/")),
+        Setting("mongodb_database", str, "MongoDB database (the seed's name).", default="word_embeddings",
+                nonblank=True),
+        Setting("mongodb_collection", str, "Collection of {word, index} documents; a seed dump uses "
+                "'glove-wiki-gigaword-50.posts'.", default="vocab", nonblank=True),
+        Setting("mongodb_timeout_ms", int, "Server selection/socket timeout: a down store gives a fast 503.",
+                default=500, minimum=50, maximum=30_000),
+        Setting("cache_entries", int, "LRU entries in front of the store (0 disables).", default=50_000, minimum=0),
+        Setting("max_batch", int, "Most comments in one `sequences` request.", default=64, minimum=1, maximum=4096),
+        Setting("max_text_chars", int, "Longest accepted comment, in characters (413 beyond).", default=20_000,
+                minimum=1),
+        Setting("max_body_bytes", int, "Largest accepted request body (413 beyond).", default=1_048_576, minimum=1024),
+        Setting("log_text", bool, "Log comment text (off: comments can hold personal data).", default=False),
+    )
+}
+
+
+def _config_file_values() -> dict[str, Any]:
+    path = os.environ.get(CONFIG_FILE_VARIABLE)
+    if not path:
+        return {}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{CONFIG_FILE_VARIABLE}={path}: no such file")
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidSettings([f"{CONFIG_FILE_VARIABLE}={path}: not valid TOML ({exc})"]) from None
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise InvalidSettings([f"{CONFIG_FILE_VARIABLE}={path}: unknown setting {key!r}" for key in unknown])
+    return values
+
+
+class Settings:
+    """The settings in force: attributes named as in FIELDS, immutable once built."""
+
+    fields = FIELDS
+
+    def __init__(self, **overrides: Any) -> None:
+        unknown = sorted(set(overrides) - set(FIELDS))
+        if unknown:
+            raise InvalidSettings([f"unknown setting {key!r}" for key in unknown])
+        from_file = _config_file_values()
+        problems: list[str] = []
+        for name, setting in FIELDS.items():
+            try:
+                if name in overrides:
+                    value = setting.convert(overrides[name], from_text=False)
+                elif setting.variable in os.environ:
+                    value = setting.convert(os.environ[setting.variable], from_text=True)
+                elif name in from_file:
+                    value = setting.convert(from_file[name], from_text=False)
+                else:
+                    value = setting.get_default()
+            except ValueError as exc:
+                problems.append(f"{setting.variable}: {exc}")
+                continue
+            object.__setattr__(self, name, value)
+        if problems:
+            raise InvalidSettings(problems)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (validated like any other)."""
+        current = {name: getattr(self, name) for name in FIELDS}
+        copy = object.__new__(Settings)
+        problems = []
+        for name, value in {**current, **changes}.items():
+            if name not in FIELDS:
+                problems.append(f"unknown setting {name!r}")
+                continue
+            try:
+                object.__setattr__(copy, name, FIELDS[name].convert(value, from_text=False))
+            except ValueError as exc:
+                problems.append(f"{FIELDS[name].variable}: {exc}")
+        if problems:
+            raise InvalidSettings(problems)
+        return copy
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Settings are immutable; use .replace(...)")
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and all(getattr(self, n) == getattr(other, n) for n in FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def bundle_dir(self) -> Path:
@@ -75,19 +254,19 @@ class Settings(BaseSettings):
     def sqlite_file(self) -> Path:
         return self.sqlite_path or self.data_dir / "vocab.sqlite"
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("TOXIC_CONFIG_FILE")
-        if config_file:
-            if not Path(config_file).is_file():
-                raise FileNotFoundError(f"TOXIC_CONFIG_FILE={config_file}: no such file")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        return tuple(sources)
+    # Typed attributes, for readers and type checkers (set in __init__).
+    data_dir: Path
+    bundle: Path | None
+    runtime: str
+    inference_threads: int
+    vocab_backend: str
+    sqlite_path: Path | None
+    mongodb_uri: Secret
+    mongodb_database: str
+    mongodb_collection: str
+    mongodb_timeout_ms: int
+    cache_entries: int
+    max_batch: int
+    max_text_chars: int
+    max_body_bytes: int
+    log_text: bool

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import click
 
-from toxic_service.settings import Settings
+from toxic_service.settings import FIELDS, Secret, Settings
 
 
 def settings_table() -> str:
     """The settings as a Markdown table: docs/configuration.md is exactly this output."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, info in Settings.model_fields.items():
+    for setting in FIELDS.values():
         # The one factory default depends on the environment: show the rule, not this machine's path.
-        default = "$XDG_CACHE_HOME/toxic-service/default" if info.default_factory else info.get_default()
-        shown = default.get_secret_value() if hasattr(default, "get_secret_value") else default
-        rows.append(f"| `TOXIC_{name.upper()}` | `{shown}` | {info.description} |")
+        default = "$XDG_CACHE_HOME/toxic-service/default" if setting.default_factory else setting.get_default()
+        shown = default.get_secret_value() if isinstance(default, Secret) else default
+        rows.append(f"| `{setting.variable}` | `{shown}` | {setting.description} |")
     return "\n".join(rows) + "\n"
 
 
@@ -27,9 +27,8 @@ def command(effective: bool, markdown: bool) -> None:
         click.echo(settings_table(), nl=False)
         return
     current = Settings() if effective else None
-    for name, info in Settings.model_fields.items():
-        default = info.get_default(call_default_factory=True)
-        line = f"TOXIC_{name.upper()}  (default: {default!s})\n    {info.description}"
+    for name, setting in FIELDS.items():
+        line = f"{setting.variable}  (default: {setting.get_default()!s})\n    {setting.description}"
         if current is not None:
             line += f"\n    now: {getattr(current, name)!s}"
         click.echo(line)

@@ -16,26 +16,21 @@ from pathlib import Path
 
 import click
 
-from toxic_service.settings import Settings
+from toxic_service.settings import InvalidSettings, Settings
 
 # Resident memory one worker needs, by runtime: bench/service's worker VmRSS after batches up to
-# max_batch (LiteRT 127 MB, Keras/TensorFlow 941 MB), rounded up.
-PER_WORKER_MB = {"litert": 130, "keras": 950}
+# max_batch (LiteRT 119 MB, Keras/TensorFlow 941 MB), rounded up.
+PER_WORKER_MB = {"litert": 120, "keras": 950}
 # Left for the OS, nginx, the gunicorn master and the page cache of the vocabulary file.
 RESERVE_MB = 256
 
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, or one clear line (not a traceback) naming what is wrong."""
-    from pydantic import ValidationError
-
     try:
         return Settings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"TOXIC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
-        raise click.ClickException(f"invalid settings: {problems}") from None
+    except InvalidSettings as exc:
+        raise click.ClickException(str(exc)) from None
     except FileNotFoundError as exc:  # TOXIC_CONFIG_FILE names a missing file
         raise click.ClickException(str(exc)) from None
 
