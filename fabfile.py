@@ -36,6 +36,7 @@ from pathlib import Path
 import paramiko
 from fabric import Connection, task
 from invoke.exceptions import Exit
+from packaging.requirements import Requirement
 from toxic_service.convert import sha256_file
 
 REPO = Path(__file__).resolve().parent
@@ -271,6 +272,12 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
+def wheelhouse_python(wheels: dict[str, Path]) -> str | None:
+    """"3.11" from the wheelhouse's CPython-specific wheels (cp311), or None when all are pure Python."""
+    tags = {m.group(1) for name in wheels if (m := re.search(r"-cp3(\d+)-cp3\1[dmu]?-", name))}
+    return f"3.{tags.pop()}" if len(tags) == 1 else None
+
+
 def release_wheels(app_wheel: Path, wheelhouse: Path) -> dict[str, Path]:
     """What the host's wheelhouse must hold: this app wheel and the dependency wheels (tools/build_wheelhouse.sh)."""
     if not wheelhouse.is_dir():
@@ -280,8 +287,12 @@ def release_wheels(app_wheel: Path, wheelhouse: Path) -> dict[str, Path]:
     with zipfile.ZipFile(app_wheel) as wheel:
         meta = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
         lines = wheel.read(meta).decode().splitlines()
-    requires = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
-    needed = {_normal(re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0]) for r in requires if "extra ==" not in r}
+    requires = [Requirement(line.split(":", 1)[1].strip()) for line in lines if line.startswith("Requires-Dist:")]
+    # Markers are judged for the Python the wheelhouse was built for (its cpXY tags), without extras:
+    # `tomli; python_version < "3.11"` is not needed by a 3.11 host, and `pip download` left it out.
+    target = wheelhouse_python(deps)
+    environment = {"extra": ""} | ({"python_version": target, "python_full_version": target + ".0"} if target else {})
+    needed = {_normal(r.name) for r in requires if r.marker is None or r.marker.evaluate(environment)}
     missing = sorted(needed - have)
     if missing:
         raise Exit(f"fab: the app needs {', '.join(missing)}, which {wheelhouse} lacks: rebuild it (tools/build_wheelhouse.sh)")
