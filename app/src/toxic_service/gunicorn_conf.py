@@ -82,10 +82,21 @@ def on_starting(server) -> None:  # noqa: ANN001
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        remove_live_gauge_files(Path(directory), worker.pid)
 
-        multiprocess.mark_process_dead(worker.pid)
+
+def remove_live_gauge_files(directory: Path, pid: int) -> None:
+    """What prometheus_client's `multiprocess.mark_process_dead` does, without importing it.
+
+    Importing prometheus_client here would load it (~2.5 MB) into the master at
+    the first worker recycle, a step in the master's RSS that looks like a leak.
+    Only "live" gauges belong to a process's lifetime; counters and histograms
+    of a dead worker stay, so totals do not drop when a worker is recycled.
+    """
+    for stale in directory.glob(f"gauge_live*_{int(pid)}.db"):
+        stale.unlink(missing_ok=True)
 
 
 def on_exit(server) -> None:  # noqa: ANN001
