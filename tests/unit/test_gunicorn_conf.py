@@ -9,6 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+from prometheus_client import multiprocess
+from toxic_service import gunicorn_conf
+
 # Writes one live gauge, one plain gauge and one counter in multiprocess mode, as a worker would.
 WORKER = textwrap.dedent(
     """
@@ -30,10 +33,6 @@ def _worker_files(directory: Path) -> int:
 
 
 def test_child_exit_removes_what_prometheus_client_removes_and_nothing_else(tmp_path):
-    from prometheus_client import multiprocess
-
-    from toxic_service import gunicorn_conf
-
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     pid = _worker_files(ours)
     shutil.copytree(ours, theirs)
