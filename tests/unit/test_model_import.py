@@ -30,7 +30,10 @@ BUILD = textwrap.dedent(
     tf_keras.utils.set_random_seed(3)
     inp = tf_keras.Input(shape=(%d,))  # float input, as Keras 2 saved tox-block's
     x = tf_keras.layers.Embedding(%d, 4)(inp)
-    x = tf_keras.layers.Bidirectional(tf_keras.layers.LSTM(3, return_sequences=True, recurrent_activation="hard_sigmoid"))(x)
+    # As tox-block saved it: implementation 1 and dropout, which the rebuild turns into implementation 2.
+    lstm = tf_keras.layers.LSTM(3, return_sequences=True, recurrent_activation="hard_sigmoid", implementation=1,
+                                dropout=0.1, recurrent_dropout=0.1)
+    x = tf_keras.layers.Bidirectional(lstm)(x)
     x = tf_keras.layers.GlobalMaxPooling1D()(x)
     out = tf_keras.layers.Dense(6, activation="sigmoid")(x)
     model = tf_keras.Model(inp, out)
@@ -144,3 +147,16 @@ def test_refuses_a_vocabulary_larger_than_the_embedding(keras2_model):
     )
     proc = _import(root, model, big, root / "big-bundle")
     assert proc.returncode == 1 and "embedding" in proc.stderr and not (root / "big-bundle").exists()
+
+
+def test_rebuild_asks_for_one_matmul_per_step_for_all_gates():
+    from toxic_service.importers.keras_model import _unroll
+
+    lstm = {"class_name": "LSTM", "config": {"units": 3, "unroll": False, "implementation": 1,
+                                             "dropout": 0.1, "recurrent_dropout": 0.1}}
+    rnn = {"class_name": "SimpleRNN", "config": {"units": 3, "unroll": False, "dropout": 0.2}}
+    config = {"layers": [{"class_name": "Bidirectional", "config": {"layer": lstm}}, rnn]}
+    assert _unroll(config) == 2
+    assert lstm["config"] == {"units": 3, "unroll": True, "implementation": 2, "dropout": 0.0, "recurrent_dropout": 0.0}
+    # A layer without `implementation` keeps its settings: only unrolled.
+    assert rnn["config"] == {"units": 3, "unroll": True, "dropout": 0.2}

@@ -101,7 +101,12 @@ def _unroll(node: Any) -> int:
     count = 0
     if isinstance(node, dict):
         if node.get("class_name") in RECURRENT_LAYERS and isinstance(node.get("config"), dict):
-            node["config"]["unroll"] = True
+            layer = node["config"]
+            layer["unroll"] = True
+            if "implementation" in layer:
+                # Inference only: dropout never applies, and without recurrent_dropout Keras accepts
+                # implementation 2, one matmul per step for all gates instead of one per gate.
+                layer.update(implementation=2, dropout=0.0, recurrent_dropout=0.0)
             count += 1
         for value in node.values():
             count += _unroll(value)

@@ -2,10 +2,10 @@
 
 Memory decides the shape of this module. XNNPACK packs the weights of every
 unrolled LSTM step per interpreter: each interpreter of the tox-block model
-costs 42-75 MB, so one interpreter per batch-size bucket grew a worker to
-254 MB (bench/service). One interpreter, resized when the bucket changes,
-stays at ~86 MB in a bare process and a resize costs 0.5-1.5 ms (measured;
-datasets.md's 2-3 ms was an older figure). Batches are padded up to a few
+costs 30-75 MB (by graph and batch size), so one interpreter per batch-size
+bucket grew a worker to 254 MB (bench/service). One interpreter, resized when
+the bucket changes, keeps a worker near 100 MB, and a resize costs 0.5-1.5 ms
+(measured; datasets.md's 2-3 ms was an older figure). Batches are padded up to a few
 bucket sizes (1, 8, 32, 64) so steady traffic of one shape never resizes,
 and the largest bucket is 64 because a 256-row arena adds another ~30 MB for
 no gain in comments per second; longer batches run as chunks of 64.
