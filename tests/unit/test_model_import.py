@@ -160,3 +160,62 @@ def test_rebuild_asks_for_one_matmul_per_step_for_all_gates():
     assert lstm["config"] == {"units": 3, "unroll": True, "implementation": 2, "dropout": 0.0, "recurrent_dropout": 0.0}
     # A layer without `implementation` keeps its settings: only unrolled.
     assert rnn["config"] == {"units": 3, "unroll": True, "dropout": 0.2}
+
+
+# Builds LSTMs in every shape the rebuild meets, rebuilds the model for conversion and compares both.
+ONE_MATMUL = textwrap.dedent(
+    """
+    import json, numpy as np, tf_keras
+    from toxic_service.importers.keras_model import rebuild_for_tflite
+    tf_keras.utils.set_random_seed(5)
+    inp = tf_keras.Input(shape=(9,))
+    x = tf_keras.layers.Embedding(20, 4)(inp)
+    x = tf_keras.layers.Bidirectional(tf_keras.layers.LSTM(3, return_sequences=True, recurrent_activation="hard_sigmoid",
+                                                            implementation=1, recurrent_dropout=0.2))(x)
+    x = tf_keras.layers.LSTM(5, go_backwards=True, use_bias=False)(x)  # sigmoid gates, last state only
+    model = tf_keras.Model(inp, tf_keras.layers.Dense(2)(x))
+    model.set_weights([w * 3 for w in model.get_weights()])
+    rebuilt = rebuild_for_tflite(model)
+    x = np.random.default_rng(2).integers(0, 20, (32, 9))
+    diff = float(np.abs(model.predict(x.astype("float32"), verbose=0) - rebuilt.predict(x.astype("int32"), verbose=0)).max())
+    cells = sorted({type(layer.cell).__name__ for layer in
+                    (rebuilt.layers[2].forward_layer, rebuilt.layers[2].backward_layer, rebuilt.layers[3])})
+    print(json.dumps({"diff": diff, "cells": cells}))
+    """
+)
+
+
+def test_rebuilt_lstms_take_one_matmul_per_step_and_give_the_same_scores(tmp_path):
+    proc = _run([sys.executable, "-c", ONE_MATMUL], legacy=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["cells"] == ["OneMatmulLSTMCell"]
+    assert result["diff"] < 1e-5
+
+
+def test_one_matmul_lstm_refuses_dropout():
+    pytest.importorskip("tensorflow")
+    proc = _run(
+        [sys.executable, "-c",
+         "from toxic_service.importers.one_matmul_lstm import one_matmul_lstm_class\n"
+         "one_matmul_lstm_class()(3, dropout=0.1)"],
+        legacy=True, cwd=Path.cwd(),
+    )
+    assert proc.returncode != 0 and "has no dropout" in proc.stderr
+
+
+def test_model_keras_from_with_keras_loads_with_stock_keras_and_scores_alike(keras2_model):
+    # The conversion-only LSTM class must not leak into model.keras: the keras runtime loads it in a new process.
+    root, (model, x_path, y_path), tokenizer = keras2_model
+    out = root / "with-keras"
+    proc = _import(root, model, tokenizer, out, "--with-keras")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check = (
+        "import sys, numpy as np\n"
+        "from toxic_service.runtime.keras import KerasRuntime\n"
+        f"got = KerasRuntime({str(out / 'model.keras')!r}).predict(np.load({str(x_path)!r}).astype(np.int32))\n"
+        f"print(float(np.abs(got - np.load({str(y_path)!r})).max()))\n"
+    )
+    run = _run([sys.executable, "-c", check], legacy=False, cwd=root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert float(run.stdout.strip().splitlines()[-1]) < 1e-4

@@ -133,7 +133,7 @@ def import_command(
 
     click.echo("rebuilding with unrolled recurrent layers and an int32 input", err=True)
     rebuilt = keras_model.rebuild_for_tflite(source_model)
-    click.echo("converting to TFLite (built-in ops only; an unrolled LSTM takes about a minute)", err=True)
+    click.echo("converting to TFLite (built-in ops only; an unrolled LSTM takes up to a minute)", err=True)
     tflite_bytes = keras_model.to_tflite(rebuilt, quantize=quantize)
 
     mapping = dict(vocab.pairs)
@@ -152,7 +152,9 @@ def import_command(
         f"{' (' + str(len(x) - 64) + ' real comments)' if samples else ' (random sequences only: pass --samples)'}",
         err=True,
     )
-    written = write_bundle(out_dir, tflite_bytes=tflite_bytes, keras_model=rebuilt if with_keras else None, metadata=meta)
+    # model.keras must load with stock Keras: the same rebuild without the conversion-only LSTM class.
+    keras_copy = keras_model.rebuild_for_tflite(source_model, one_matmul=False) if with_keras else None
+    written = write_bundle(out_dir, tflite_bytes=tflite_bytes, keras_model=keras_copy, metadata=meta)
     size = (out_dir / "model.tflite").stat().st_size
     click.echo(
         f"wrote {out_dir} (model.tflite {size / 1e6:.1f} MB{', int8 weights' if quantize else ''}; "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,24 +97,42 @@ def load_keras_model(path: Path) -> Any:
         raise InputFileError(f"{path}: cannot load as a Keras model ({flavour}: {type(exc).__name__}: {exc})") from exc
 
 
-def _unroll(node: Any) -> int:
-    """Set unroll=True on every recurrent layer config inside `node` (Bidirectional included)."""
-    count = 0
+def _recurrent_layers(node: Any) -> Iterator[dict[str, Any]]:
+    """Every recurrent layer config inside a model config (Bidirectional's inner layers included)."""
     if isinstance(node, dict):
         if node.get("class_name") in RECURRENT_LAYERS and isinstance(node.get("config"), dict):
-            layer = node["config"]
-            layer["unroll"] = True
-            if "implementation" in layer:
-                # Inference only: dropout never applies, and without recurrent_dropout Keras accepts
-                # implementation 2, one matmul per step for all gates instead of one per gate.
-                layer.update(implementation=2, dropout=0.0, recurrent_dropout=0.0)
-            count += 1
+            yield node
         for value in node.values():
-            count += _unroll(value)
+            yield from _recurrent_layers(value)
     elif isinstance(node, list):
         for value in node:
-            count += _unroll(value)
+            yield from _recurrent_layers(value)
+
+
+def _unroll(node: Any) -> int:
+    """Set unroll=True on every recurrent layer config inside `node`; returns how many."""
+    count = 0
+    for found in _recurrent_layers(node):
+        layer = found["config"]
+        layer["unroll"] = True
+        if "implementation" in layer:
+            # Inference only: dropout never applies, and without recurrent_dropout Keras accepts
+            # implementation 2, one matmul per step for all gates instead of one per gate.
+            layer.update(implementation=2, dropout=0.0, recurrent_dropout=0.0)
+        count += 1
     return count
+
+
+def _use_one_matmul_lstm(node: Any) -> dict[str, Any]:
+    """Point every LSTM config at OneMatmulLSTM (tf-keras); returns the custom_objects for from_config."""
+    from toxic_service.importers.one_matmul_lstm import one_matmul_lstm_class
+
+    name = "OneMatmulLSTM"
+    for found in _recurrent_layers(node):
+        if found["class_name"] == "LSTM":
+            # tf-keras looks a class up by registered_name, then by module: both must name ours.
+            found.update(class_name=name, registered_name=name, module=None)
+    return {name: one_matmul_lstm_class()}
 
 
 @dataclass(frozen=True)
@@ -134,8 +153,12 @@ def model_shape(model: Any) -> ModelShape:
     return ModelShape(max_len=int(in_shape[1]), n_outputs=int(out_shape[1]))
 
 
-def rebuild_for_tflite(model: Any) -> Any:
-    """The same model with recurrent layers unrolled and an int32 index input; weights copied."""
+def rebuild_for_tflite(model: Any, *, one_matmul: bool = True) -> Any:
+    """The same model with recurrent layers unrolled and an int32 index input; weights copied.
+
+    With `one_matmul`, tf-keras LSTM layers are rebuilt as OneMatmulLSTM (one matmul per step, see
+    one_matmul_lstm): for the conversion only, since a saved model would need that class to load.
+    """
     config = copy.deepcopy(model.get_config())
     _unroll(config)
     layers = config.get("layers") or []
@@ -144,8 +167,12 @@ def rebuild_for_tflite(model: Any) -> Any:
     if embedding_first:
         for layer in input_layers:
             layer["config"]["dtype"] = "int32"
+    custom_objects = {}
+    if one_matmul and type(model).__module__.startswith("tf_keras"):
+        custom_objects = _use_one_matmul_lstm(config)
     try:
-        rebuilt = model.__class__.from_config(config)  # Functional or Sequential alike
+        # Functional or Sequential alike; Bidirectional builds its layers through custom_objects too.
+        rebuilt = model.__class__.from_config(config, custom_objects=custom_objects)
         rebuilt.set_weights(model.get_weights())
     except Exception as exc:
         raise BundleError(f"cannot rebuild the model for conversion ({type(exc).__name__}: {exc})") from exc
