@@ -54,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     docs = []
     for path, profile in ((args.short, "short"), (args.full, "full")):
-        doc = json.loads(path.read_text())
-        if doc.get("profile") != profile:
-            parser.error(f"{path} holds profile {doc.get('profile')!r}, expected {profile!r}")
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: cannot read the figures ({exc})")
+        if not isinstance(doc, dict) or doc.get("profile") != profile or not isinstance(doc.get("figures"), list):
+            parser.error(f"{path}: not the figures of the {profile!r} profile (artifacts/reliability/figures-{profile}.json)")
         docs.append(doc)
     text = table(*docs, args.short_label, args.full_label)
     if not args.write:
