@@ -28,10 +28,9 @@ def _generic(name: str) -> str:
 
 
 def table(short: dict, full: dict, short_label: str, full_label: str) -> str:
-    rows_full = {_generic(row["figure"]): row for row in full["figures"]}
-    names = [_generic(row["figure"]) for row in short["figures"]]
-    names += [name for name in rows_full if name not in names]
     rows_short = {_generic(row["figure"]): row for row in short["figures"]}
+    rows_full = {_generic(row["figure"]): row for row in full["figures"]}
+    names = [*rows_short, *(name for name in rows_full if name not in rows_short)]
     lines = [
         f"| figure | {short_label} ({short['when']}) | {full_label} ({full['when']}) | target | met (short / full) |",
         "|---|---|---|---|---|",
