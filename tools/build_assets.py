@@ -306,7 +306,8 @@ def main() -> int:
             legacy_keras=True,
         )
 
-    steps.run("tox-block", [h5, pkl, samples, APP / "importers" / "keras_model.py"], [tb_vocab, tb_dump, tb_bundle], tox_block)
+    converters = [APP / "importers" / "keras_model.py", APP / "importers" / "word_projection.py"]
+    steps.run("tox-block", [h5, pkl, samples, *converters], [tb_vocab, tb_dump, tb_bundle], tox_block)
 
     glove_dir = assets / "glove"
     glove_vocab, glove_dump = glove_dir / "vocab.sqlite", glove_dir / "vocab.jsonl.gz"

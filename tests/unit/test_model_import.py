@@ -105,8 +105,14 @@ def _import(root, model, tokenizer, out, *extra):
     )
 
 
+def _served_scores(bundle: Path, x: np.ndarray):
+    from toxic_service.runtime.litert import LiteRTRuntime
+
+    runtime = LiteRTRuntime(bundle / "model.tflite")
+    return runtime, runtime.predict(x.astype(np.int32))
+
+
 def test_converts_verifies_and_records_the_vocabulary(keras2_model):
-    from ai_edge_litert.interpreter import Interpreter
     from toxic_service.bundle import load_metadata
     from toxic_service.importers.sources import load_any
 
@@ -114,20 +120,30 @@ def test_converts_verifies_and_records_the_vocabulary(keras2_model):
     out = root / "bundle"
     proc = _import(root, model, tokenizer, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "to a word-projection graph" in proc.stderr
     meta = load_metadata(out)
     assert meta.vocabulary_checksum == load_any(tokenizer).checksum and meta.max_len == MAX_LEN and meta.index_base == 1
 
-    interpreter = Interpreter(model_path=str(out / "model.tflite"))
-    detail = interpreter.get_input_details()[0]
-    assert list(detail["shape_signature"]) == [-1, MAX_LEN] and detail["dtype"] == np.int32
-    x, expected = np.load(x_path).astype(np.int32), np.load(y_path)
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))  # a batch size the model was not converted with
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    # 16 rows: a batch size the model was not converted with, through the serving runtime.
+    runtime, got = _served_scores(out, np.load(x_path))
+    assert runtime.projects_words and runtime.max_len == MAX_LEN
     # Against the scores tf-keras gave before any conversion: Keras 2's hard_sigmoid survived.
-    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(got - np.load(y_path)).max() < 1e-4
+
+
+def test_unrolled_gives_the_word_index_graph_and_the_same_scores(keras2_model):
+    from ai_edge_litert.interpreter import Interpreter
+
+    root, (model, x_path, y_path), tokenizer = keras2_model
+    out = root / "unrolled"
+    proc = _import(root, model, tokenizer, out, "--unrolled")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no word-projection graph: --unrolled given" in proc.stderr
+    details = Interpreter(model_path=str(out / "model.tflite")).get_input_details()
+    assert [(list(d["shape_signature"]), d["dtype"]) for d in details] == [([-1, MAX_LEN], np.int32)]
+    runtime, got = _served_scores(out, np.load(x_path))
+    assert not runtime.projects_words
+    assert np.abs(got - np.load(y_path)).max() < 1e-4
 
 
 def test_refuses_and_writes_nothing_when_conversion_differs(keras2_model):
@@ -219,3 +235,83 @@ def test_model_keras_from_with_keras_loads_with_stock_keras_and_scores_alike(ker
     run = _run([sys.executable, "-c", check], legacy=False, cwd=root)
     assert run.returncode == 0, run.stderr[-3000:]
     assert float(run.stdout.strip().splitlines()[-1]) < 1e-4
+
+
+# Every LSTM shape the word-projection graph handles, against tf-keras's own scores, served by LiteRT with few
+# `words` slots so that batches also take the split path; and the shapes it must leave to the unrolled rebuild.
+WORD_PROJECTION = textwrap.dedent(
+    """
+    import json, numpy as np, tf_keras
+    from tf_keras import layers
+    from toxic_service.importers import word_projection
+    from toxic_service.runtime.litert import LiteRTRuntime
+    tf_keras.utils.set_random_seed(7)
+    T, V = 9, 30
+
+    def chain(*body):
+        inp = tf_keras.Input(shape=(T,))
+        x = layers.Embedding(V, 4)(inp)
+        for layer in body:
+            x = layer(x)
+        model = tf_keras.Model(inp, x)
+        model.set_weights([w * 3 for w in model.get_weights()])  # gates into hard_sigmoid's clipped range
+        return model
+
+    lowered = {
+        "bi concat seq + max pool": chain(layers.Bidirectional(layers.LSTM(3, return_sequences=True,
+                                          recurrent_activation="hard_sigmoid")), layers.GlobalMaxPooling1D(), layers.Dense(2)),
+        "bi concat seq + flatten": chain(layers.Bidirectional(layers.LSTM(3, return_sequences=True)), layers.Flatten(),
+                                         layers.Dense(2)),
+        "bi sum last": chain(layers.Bidirectional(layers.LSTM(3, recurrent_activation="hard_sigmoid"), merge_mode="sum"),
+                             layers.Dense(2, activation="sigmoid")),
+        "bi ave seq + avg pool": chain(layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="ave"),
+                                       layers.GlobalAveragePooling1D()),
+        "backwards no bias seq + flatten": chain(layers.LSTM(3, go_backwards=True, use_bias=False, return_sequences=True,
+                                                             activation="relu"), layers.Flatten()),
+        "backwards last": chain(layers.LSTM(5, go_backwards=True)),
+    }
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, V, (40, T)).astype(np.int32)
+    x[:10, :5] = 0  # padded rows, as the tokenizer pads
+    result = {}
+    for name, model in lowered.items():
+        found = word_projection.lowerable(model)
+        assert not isinstance(found, str), (name, found)
+        expected = model.predict(x.astype("float32"), verbose=0)
+        runtime = LiteRTRuntime(model_content=word_projection.convert(found), words_cap=12, buckets=(1, 8, 32))
+        got = runtime.predict(x)
+        result[name] = float(np.abs(got.reshape(len(x), -1) - expected.reshape(len(x), -1)).max())
+
+    def refused(*body, mask_zero=False):
+        inp = tf_keras.Input(shape=(T,))
+        x = layers.Embedding(V, 4, mask_zero=mask_zero)(inp)
+        for layer in body:
+            x = layer(x)
+        return word_projection.lowerable(tf_keras.Model(inp, x))
+
+    inp = tf_keras.Input(shape=(T,))
+    e = layers.Embedding(V, 4)(inp)
+    branches = tf_keras.Model(inp, layers.Concatenate()([layers.LSTM(2)(e), layers.GlobalMaxPooling1D()(e)]))
+    reasons = {
+        "mask": refused(layers.LSTM(2), mask_zero=True),
+        "gru": refused(layers.GRU(2)),
+        "conv first": refused(layers.Conv1D(2, 3), layers.LSTM(2)),
+        "no merge": refused(layers.Bidirectional(layers.LSTM(2), merge_mode=None)),
+        "branches": word_projection.lowerable(branches),
+    }
+    print(json.dumps({"diff": result, "reasons": reasons}))
+    """
+)
+
+
+def test_word_projection_graph_gives_keras_scores_for_every_lstm_shape_it_takes(tmp_path):
+    proc = _run([sys.executable, "-c", WORD_PROJECTION], legacy=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(result["diff"]) == 6 and all(diff < 1e-5 for diff in result["diff"].values()), result["diff"]
+    reasons = result["reasons"]
+    assert "mask_zero" in reasons["mask"]
+    assert "GRU" in reasons["gru"] and "Conv1D" in reasons["conv first"]
+    # merge_mode None returns two tensors: either check may say so first.
+    assert reasons["no merge"] == "the model's output is not its last layer" or "merge_mode None" in reasons["no merge"]
+    assert "is not fed by the layer before it" in reasons["branches"]

@@ -146,3 +146,34 @@ def test_litert_serving_never_imports_tensorflow(tiny_bundle_dir, tiny_sqlite_pa
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.split("\n")[:2] == ["True", "[]"]
+
+
+@pytest.mark.parametrize("width", [6, 10, 40, 1000])
+def test_word_groups_cover_every_row_in_order_within_the_width(width):
+    from toxic_service.runtime.litert import _word_groups
+
+    rows = np.random.default_rng(4).integers(0, 60, size=(37, 6), dtype=np.int32)
+    rows[::4, :3] = 0  # padding, as the tokenizer pads
+    groups = list(_word_groups(rows, width))
+    np.testing.assert_array_equal(np.concatenate([group for group, _, _ in groups]), rows)
+    for group, words, slots in groups:
+        assert len(words) <= width and len(np.unique(words)) == len(words)
+        np.testing.assert_array_equal(words[slots], group)  # each position's slot holds its word
+    # One group when the distinct words fit; more, and never an empty one, when they do not.
+    assert (len(groups) == 1) == (len(np.unique(rows)) <= width) and all(len(g) for g, _, _ in groups)
+
+
+def test_a_model_with_inputs_of_another_form_is_a_bundle_error():
+    from toxic_service.runtime.litert import _input_roles
+
+    def detail(shape, dtype=np.int32):
+        return {"shape": np.array([max(d, 1) for d in shape]), "shape_signature": np.array(shape), "dtype": dtype}
+
+    positions, words = _input_roles([detail([-1]), detail([-1, 20])], "m")
+    assert list(positions["shape_signature"]) == [-1, 20] and list(words["shape_signature"]) == [-1]
+    with pytest.raises(BundleError, match="int32"):
+        _input_roles([detail([-1], np.float32), detail([-1, 20])], "m")
+    with pytest.raises(BundleError, match="resizable batch"):
+        _input_roles([detail([-1]), detail([4, 20])], "m")
+    with pytest.raises(BundleError, match="expected one"):
+        _input_roles([detail([-1, 20]), detail([-1, 20])], "m")

@@ -78,6 +78,11 @@ def _labels(value: str | None, n_outputs: int) -> tuple[str, ...]:
     help="Largest allowed |TFLite - Keras| score difference (default 1e-4, or 0.05 with --quantize).",
 )
 @click.option("--with-keras", is_flag=True, help="Also store the rebuilt model as model.keras (for the keras runtime).")
+@click.option(
+    "--unrolled",
+    is_flag=True,
+    help="Convert the unrolled Keras rebuild even where the faster word-projection graph applies (Embedding -> LSTM).",
+)
 def import_command(
     model_file,
     vocab_file,
@@ -92,6 +97,7 @@ def import_command(
     quantize,
     tolerance,
     with_keras,
+    unrolled,
 ) -> None:
     """Convert MODEL_FILE (Keras .h5 or .keras) into a bundle at --out, tied to --vocab."""
     from toxic_service.convert import write_bundle
@@ -131,10 +137,7 @@ def import_command(
         model_licence=licence,
     )
 
-    click.echo("rebuilding with unrolled recurrent layers and an int32 input", err=True)
-    rebuilt = keras_model.rebuild_for_tflite(source_model)
-    click.echo("converting to TFLite (built-in ops only; an unrolled LSTM takes up to a minute)", err=True)
-    tflite_bytes = keras_model.to_tflite(rebuilt, quantize=quantize)
+    tflite_bytes = _convert(source_model, quantize=quantize, unrolled=unrolled)
 
     mapping = dict(vocab.pairs)
     parts = [random_sequences(np.array(sorted(mapping.values())), shape.max_len, 64)]
@@ -160,6 +163,20 @@ def import_command(
         f"wrote {out_dir} (model.tflite {size / 1e6:.1f} MB{', int8 weights' if quantize else ''}; "
         f"files {', '.join(sorted(written.model_files))}) in {time.monotonic() - started:.0f} s"
     )
+
+
+def _convert(source_model, *, quantize: bool, unrolled: bool) -> bytes:
+    """TFLite bytes: the word-projection graph where it applies, else the unrolled rebuild."""
+    from toxic_service.importers import keras_model, word_projection
+
+    chain = "--unrolled given" if unrolled else word_projection.lowerable(source_model)
+    if not isinstance(chain, str):
+        click.echo(f"converting {word_projection.describe(chain)} to a word-projection graph (up to a minute)", err=True)
+        return word_projection.convert(chain, quantize=quantize)
+    click.echo(f"rebuilding with unrolled recurrent layers and an int32 input (no word-projection graph: {chain})", err=True)
+    rebuilt = keras_model.rebuild_for_tflite(source_model)
+    click.echo("converting to TFLite (built-in ops only; an unrolled LSTM takes up to a minute)", err=True)
+    return keras_model.to_tflite(rebuilt, quantize=quantize)
 
 
 def _embedding_rows(model) -> int:

@@ -200,35 +200,30 @@ def keras_predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarra
     return np.asarray(model.predict(x.astype(dtype), batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
+def tflite_runtime(tflite_bytes: bytes) -> Any:
+    """The serving runtime (LiteRT: buckets, chunks, both input forms) on converted bytes."""
+    from toxic_service.runtime.litert import LiteRTRuntime
+
+    return LiteRTRuntime(model_content=tflite_bytes, num_threads=2)
+
+
 def tflite_predict(tflite_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    """Scores from the LiteRT interpreter, the serving runtime, resized to the batch."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=tflite_bytes, num_threads=2)
-    detail = interpreter.get_input_details()[0]
-    if len(detail["shape_signature"]) != 2 or detail["shape_signature"][0] != -1:
-        raise BundleError(f"the converted model's input is {list(detail['shape_signature'])}, not resizable [-1, max_len]")
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x.astype(detail["dtype"]))
-    interpreter.invoke()
-    return np.array(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), dtype=np.float32)
-
-
-def tflite_input(tflite_bytes: bytes) -> tuple[list[int], Any]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    detail = Interpreter(model_content=tflite_bytes).get_input_details()[0]
-    return [int(v) for v in detail["shape_signature"]], detail["dtype"]
+    """Scores from the converted model through the serving runtime."""
+    runtime = tflite_runtime(tflite_bytes)
+    return runtime.predict(x.astype(runtime.input_dtype))
 
 
 def verify(source: Any, tflite_bytes: bytes, x: np.ndarray, *, tolerance: float = DEFAULT_TOLERANCE) -> float:
     """Largest |TFLite - Keras| over `x`; BundleError when it exceeds `tolerance`."""
-    shape, dtype = tflite_input(tflite_bytes)
-    if shape[0] != -1 or np.dtype(dtype) != np.int32:
-        raise BundleError(f"the converted model takes {np.dtype(dtype).name} {shape}; the service needs int32 [-1, max_len]")
+    runtime = tflite_runtime(tflite_bytes)
+    if not runtime.resizable or np.dtype(runtime.input_dtype) != np.int32:
+        batch = "any batch size" if runtime.resizable else f"a fixed batch of {runtime.buckets[0]}"
+        raise BundleError(
+            f"the converted model takes {np.dtype(runtime.input_dtype).name} indexes in {batch}; "
+            "the service needs int32 indexes in any batch size"
+        )
     expected = keras_predict(source, x)
-    got = tflite_predict(tflite_bytes, x)
+    got = runtime.predict(x.astype(np.int32))
     if expected.shape != got.shape:
         raise BundleError(f"the converted model gives shape {got.shape}, the source {expected.shape}")
     diff = float(np.max(np.abs(expected - got)))

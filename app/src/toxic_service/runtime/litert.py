@@ -10,12 +10,23 @@ bucket sizes (1, 8, 32, 64) so steady traffic of one shape never resizes,
 and the largest bucket is 64 because a 256-row arena adds another ~30 MB for
 no gain in comments per second; longer batches run as chunks of 64.
 
+Two input forms, told apart by the model's inputs:
+- word indexes, one int32 input [batch, max_len] (any converted Keras model);
+- a word-projection graph (importers/word_projection.py, what `model import`
+  makes of Embedding -> LSTM models): `words` [W], the batch's distinct word
+  indexes, and `positions` [batch, max_len], each position's slot in `words`.
+  This runtime builds both from the same [batch, max_len] indexes with
+  `np.unique`. W is fixed per bucket (max_len per row, at most 2,048), so
+  steady traffic never resizes; the rare batch with more distinct words
+  than that runs as several calls of fewer rows, exact all the same.
+
 An interpreter is not thread-safe: one LiteRTRuntime serves one thread
 (Scorer keeps one per thread).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +36,10 @@ from toxic_service.errors import BundleError, ConfigurationError
 from toxic_service.runtime.base import checked_batch
 
 BUCKETS = (1, 8, 32, 64)
+# Distinct words per call of a word-projection model at the largest buckets. Projecting a slot costs
+# the same whether it holds a word or padding, so W is not simply rows x max_len: 64 comments of the
+# insults test file hold 500-900 distinct words, and 2,048 slots cost ~3% of a call (bench/service).
+WORDS_CAP = 2048
 
 
 def interpreter_class() -> Any:
@@ -42,33 +57,51 @@ def interpreter_class() -> Any:
 
 
 class LiteRTRuntime:
-    def __init__(self, model_path: Path | str, *, num_threads: int = 1, buckets: tuple[int, ...] = BUCKETS) -> None:
-        self.model_path = str(model_path)
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        model_content: bytes | None = None,
+        num_threads: int = 1,
+        buckets: tuple[int, ...] = BUCKETS,
+        words_cap: int = WORDS_CAP,
+    ) -> None:
+        if (model_path is None) == (model_content is None):
+            raise ValueError("give model_path or model_content")
+        self.model_path = str(model_path) if model_path is not None else "the converted model"
+        self._model_content = model_content
         self.num_threads = num_threads
         self._interpreter_class = interpreter_class()
         first = self._new_interpreter()
-        detail = first.get_input_details()
-        if len(detail) != 1 or len(first.get_output_details()) != 1:
-            raise BundleError(f"{self.model_path}: expected one input and one output tensor")
-        detail = detail[0]
-        signature = detail.get("shape_signature", detail["shape"])
-        if len(signature) != 2:
-            raise BundleError(f"{self.model_path}: input has shape {list(signature)}, expected (batch, max_len)")
-        self.max_len = int(detail["shape"][1])
-        self.input_dtype = detail["dtype"]
+        if len(first.get_output_details()) != 1:
+            raise BundleError(f"{self.model_path}: expected one output tensor")
+        self._positions, self._words = _input_roles(first.get_input_details(), self.model_path)
+        signature = self._positions.get("shape_signature", self._positions["shape"])
+        self.max_len = int(self._positions["shape"][1])
+        self.input_dtype = self._positions["dtype"]
         self.n_outputs = int(first.get_output_details()[0]["shape"][-1])
-        if signature[0] == -1:
+        self.resizable = signature[0] == -1
+        if self.resizable:
             self.buckets = tuple(sorted(set(buckets)))
         else:
             # A fixed-batch graph (converted without a dynamic batch) cannot be resized: run it as it is.
             self.buckets = (int(signature[0]),)
-        first.allocate_tensors()
+        self.words_cap = words_cap
         self._interpreter = first
-        self._size = int(detail["shape"][0])
+        self._size = -1
         self.resizes = 0
+        self._sized(self.buckets[0])
+        self.resizes = 0  # resizes after start-up
+
+    @property
+    def projects_words(self) -> bool:
+        """True for a word-projection graph (inputs `words` and `positions`)."""
+        return self._words is not None
 
     def _new_interpreter(self) -> Any:
         try:
+            if self._model_content is not None:
+                return self._interpreter_class(model_content=self._model_content, num_threads=self.num_threads)
             return self._interpreter_class(model_path=self.model_path, num_threads=self.num_threads)
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"{self.model_path}: not a loadable .tflite model ({exc})") from exc
@@ -80,24 +113,47 @@ class LiteRTRuntime:
                 return size
         return self.buckets[-1]
 
+    def words_for(self, size: int) -> int:
+        """Slots in `words` for a call of `size` rows: every distinct word of a row always fits."""
+        return max(self.max_len, min(size * self.max_len, self.words_cap))
+
     def _sized(self, size: int) -> Any:
-        """The interpreter with its input resized to `size` rows, only when that changed."""
+        """The interpreter with its inputs resized for `size` rows, only when that changed."""
         if size != self._size:
-            index = self._interpreter.get_input_details()[0]["index"]
-            self._interpreter.resize_tensor_input(index, [size, self.max_len], strict=True)
-            self._interpreter.allocate_tensors()
+            interpreter = self._interpreter
+            if self.resizable:
+                interpreter.resize_tensor_input(self._positions["index"], [size, self.max_len], strict=True)
+                if self._words is not None:
+                    interpreter.resize_tensor_input(self._words["index"], [self.words_for(size)], strict=True)
+            interpreter.allocate_tensors()
             self._size = size
             self.resizes += 1
         return self._interpreter
 
+    def _run(self, interpreter: Any) -> np.ndarray:
+        interpreter.invoke()
+        # get_tensor copies; the interpreter's buffer is reused by the next invoke.
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).astype(np.float32)
+
     def _invoke(self, rows: np.ndarray, size: int) -> np.ndarray:
         interpreter = self._sized(size)
         padded = np.zeros((size, self.max_len), dtype=self.input_dtype)
-        padded[: len(rows)] = rows
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], padded)
-        interpreter.invoke()
-        # get_tensor copies; the interpreter's buffer is reused by the next invoke.
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[: len(rows)].astype(np.float32)
+        if self._words is None:
+            padded[: len(rows)] = rows
+            interpreter.set_tensor(self._positions["index"], padded)
+            return self._run(interpreter)[: len(rows)]
+        width = self.words_for(size)
+        parts = []
+        for group, words, slots in _word_groups(rows, width):
+            padded[: len(group)] = slots
+            padded[len(group) :] = 0
+            # Unused slots hold index 0, a real row of every embedding; nothing points at them.
+            slots_words = np.zeros(width, dtype=np.int32)
+            slots_words[: len(words)] = words
+            interpreter.set_tensor(self._words["index"], slots_words)
+            interpreter.set_tensor(self._positions["index"], padded)
+            parts.append(self._run(interpreter)[: len(group)])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = checked_batch(batch, self.max_len)
@@ -111,3 +167,44 @@ class LiteRTRuntime:
 
     def close(self) -> None:
         self._interpreter = None
+
+
+def _input_roles(details: list[dict[str, Any]], where: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(positions or indexes input, words input or None), from the model's inputs' ranks."""
+    ranks = sorted(len(detail.get("shape_signature", detail["shape"])) for detail in details)
+    if ranks == [2]:
+        return details[0], None
+    if ranks == [1, 2]:
+        words, positions = sorted(details, key=lambda detail: len(detail["shape"]))
+        if words["dtype"] != np.int32 or positions["dtype"] != np.int32:
+            raise BundleError(f"{where}: a word-projection model takes int32 inputs")
+        if positions.get("shape_signature", positions["shape"])[0] != -1:
+            raise BundleError(f"{where}: a word-projection model needs a resizable batch")
+        return positions, words
+    shapes = [list(detail.get("shape_signature", detail["shape"])) for detail in details]
+    raise BundleError(
+        f"{where}: inputs {shapes}; expected one (batch, max_len) input, or words (W) and positions (batch, max_len)"
+    )
+
+
+def _word_groups(rows: np.ndarray, width: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, their distinct words, each position's slot) for runs of rows whose distinct words fit `width`."""
+    words, slots = np.unique(rows, return_inverse=True)
+    if len(words) <= width:
+        yield rows, words, slots.reshape(rows.shape)
+        return
+    # More distinct words than slots (long, varied comments): fewer rows per call. A row alone always fits.
+    start = 0
+    while start < len(rows):
+        seen: set[int] = set()
+        end = start
+        while end < len(rows):
+            new = set(rows[end].tolist()) - seen
+            if len(seen) + len(new) > width:
+                break
+            seen |= new
+            end += 1
+        group = rows[start:end]
+        words, slots = np.unique(group, return_inverse=True)
+        yield group, words, slots.reshape(group.shape)
+        start = end
