@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -19,11 +20,20 @@ def inner(tiny_sqlite_path):
 
 
 def traced(store: SqliteVocabularyStore) -> list[list[str]]:
-    """The words of every lookup query the SQLite store really runs (in this thread)."""
+    """The words of every lookup query the SQLite store really runs (in this thread).
+
+    sqlite3 traces each statement with its parameters written in: `json_each('["a","b"]')` or `IN ('a','b')`.
+    """
     queries: list[list[str]] = []
-    store._conn().set_trace_callback(
-        lambda sql: queries.append(sql[sql.index("(") + 1 : sql.rindex(")")].split(",")) if "IN (" in sql else None
-    )
+
+    def record(sql: str) -> None:
+        if "json_each(" in sql:
+            literal = sql[sql.index("json_each(") + len("json_each(") : sql.index(") AS j")]
+            queries.append(json.loads(literal[1:-1].replace("''", "'")))
+        elif "IN (" in sql:
+            queries.append(sql[sql.index("IN (") + 4 : sql.rindex(")")].split(","))
+
+    store._conn().set_trace_callback(record)
     return queries
 
 

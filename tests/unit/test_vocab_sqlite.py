@@ -61,20 +61,35 @@ def test_checksum_does_not_depend_on_the_order_pairs_are_written_in(tmp_path, ti
     assert info.checksum == vocabulary_checksum(tiny_vocab_pairs)
 
 
-def test_one_query_per_lookup_whatever_the_number_of_words(store, tiny_vocab_pairs):
+@pytest.mark.parametrize("json_each", [True, False], ids=["json_each", "in-list"])
+def test_one_query_per_lookup_whatever_the_number_of_words(store, tiny_vocab_pairs, json_each):
     statements = count_selects(store)
+    store._has_json = json_each  # False: as on an SQLite without json_each
     words = [w for w, _ in tiny_vocab_pairs] + [f"unknown{i}" for i in range(100)]
-    assert len(store.lookup(words)) == len(tiny_vocab_pairs)
-    assert len(statements) == 1 and " IN (" in statements[0]
+    assert store.lookup(words) == dict(tiny_vocab_pairs)
+    assert len(statements) == 1 and ("json_each(" if json_each else " IN (") in statements[0]
 
 
 def test_lookup_chunks_only_above_sqlites_variable_limit(store, tiny_vocab_pairs):
     conn = store._conn()
     conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)
+    store._has_json = False  # the IN form binds one variable per word
     statements = count_selects(store)
     words = [w for w, _ in tiny_vocab_pairs]  # 39 words -> 4 queries of at most 10
     assert store.lookup(words) == dict(tiny_vocab_pairs)
     assert len(statements) == -(-len(words) // 10)
+
+
+def test_words_holding_nul_are_looked_up_whole(tmp_path):
+    # json_each would cut "a\0c" at the NUL and find "a": such words must take the IN form.
+    write_sqlite(tmp_path / "v.sqlite", [("a", 1), ("a\x00b", 2), ("naïve", 3)], source="t", index_base=1)
+    store = SqliteVocabularyStore(tmp_path / "v.sqlite")
+    try:
+        assert store.lookup(["a\x00c", "a\x00", "naïve"]) == {"naïve": 3}
+        assert store._has_json  # this machine's SQLite: the JSON form was the one under test
+        assert store.lookup(["a\x00b", "a"]) == {"a\x00b": 2, "a": 1}
+    finally:
+        store.close()
 
 
 def test_the_store_cannot_write(store):

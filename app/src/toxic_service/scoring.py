@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Any
 
 from toxic_service.bundle import BundleMetadata, check_vocabulary, load_metadata
@@ -54,7 +55,7 @@ class Scorer:
         """(n, max_len) int32 indexes for `texts`, with one store lookup for all their distinct words."""
         meta = self.metadata
         tokenized = [tokenize(text, meta.tokenizer) for text in texts]
-        distinct = dict.fromkeys(word for words in tokenized for word in words)
+        distinct = dict.fromkeys(chain.from_iterable(tokenized))
         mapping = self.store.lookup(distinct) if distinct else {}
         return pad([encode(words, mapping, meta) for words in tokenized], meta.max_len, meta.pad_index)
 
@@ -68,7 +69,8 @@ class Scorer:
             raise ToxicServiceError(
                 f"the model returned shape {scores.shape} for {len(texts)} texts and {len(self.labels)} labels"
             )
-        return [dict(zip(self.labels, map(float, row), strict=True)) for row in scores]
+        # tolist() gives Python floats in one call (JSON-serialisable), not one numpy scalar per score.
+        return [dict(zip(self.labels, row, strict=True)) for row in scores.tolist()]
 
     def check_ready(self) -> None:
         """For /readyz: the store answers and this thread's runtime loads. Raises StoreUnavailable or NotReady."""

@@ -62,13 +62,12 @@ class CachedVocabularyStore:
         if missing:
             # Outside the lock: a slow store must not serialise the other threads' cache hits.
             fetched = self.store.lookup(missing)
+            found.update(fetched)
+            # One bulk update (a cold batch misses hundreds of words): new words go to the recent end.
+            # A word another thread added meanwhile keeps its place, a few entries from the end.
+            fresh = {word: fetched.get(word, _UNKNOWN) for word in missing}
             with self._lock:
-                for word in missing:
-                    index = fetched.get(word)
-                    self._entries[word] = _UNKNOWN if index is None else index
-                    self._entries.move_to_end(word)
-                    if index is not None:
-                        found[word] = index
+                self._entries.update(fresh)
                 while len(self._entries) > self.max_entries:
                     self._entries.popitem(last=False)
         if self.on_lookup is not None:

@@ -7,12 +7,14 @@ Layout (written only by `write_sqlite`, i.e. `toxic-service vocab import`):
 
 The service opens the file with `mode=ro`, one connection per thread (sqlite3
 connections must not be shared between threads nor survive a fork), and asks
-one `IN (...)` query per request.
+one query per request: the request's distinct words as one JSON array joined
+against the primary key, or `IN (?, ...)` where SQLite has no json_each.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -29,6 +31,17 @@ from toxic_service.vocab.checksum import check_pair, vocabulary_checksum
 _DEFAULT_VARIABLE_LIMIT = 999
 _WRITE_BATCH = 10_000
 _META_KEYS = ("checksum", "size", "source", "index_base")
+# One JSON array joined against the primary key: for the hundreds of words of a cold batch it is ~30% faster
+# than `IN (?, ...)`, which first sorts its values into a temporary index (bench/service's batches).
+_JSON_LOOKUP = "SELECT v.word, v.idx FROM json_each(?) AS j JOIN vocab AS v ON v.word = j.value"
+
+
+def _has_json_each(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1 FROM json_each('[]')").fetchall()
+    except sqlite3.OperationalError:  # "no such table: json_each"
+        return False
+    return True
 
 
 def _variable_limit(conn: sqlite3.Connection) -> int:
@@ -50,6 +63,7 @@ class SqliteVocabularyStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._info: VocabularyInfo | None = None
+        self._has_json: bool | None = None  # json_each: built into SQLite >= 3.38, an extension before
 
     def _file_identity(self) -> tuple[int, int]:
         try:
@@ -75,6 +89,8 @@ class SqliteVocabularyStore:
                 # Each connection is used by its own thread only; False lets close() end them all at shutdown.
                 conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
                 conn.execute("PRAGMA query_only = ON")
+                if self._has_json is None:
+                    self._has_json = _has_json_each(conn)
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open vocabulary file {self.path}: {exc}") from exc
             self._local.conn = conn
@@ -111,9 +127,16 @@ class SqliteVocabularyStore:
         distinct = list(dict.fromkeys(words))
         if not distinct:
             return {}
-        # Read per call (cheap): the limit belongs to this thread's connection.
-        limit = _variable_limit(self._conn())
         found: dict[str, int] = {}
+        conn = self._conn()
+        if self._has_json:
+            # json_each ends a string at U+0000 ("a\0b" would find "a"): such words take the IN form.
+            plain = [word for word in distinct if "\x00" not in word]
+            if plain:
+                found.update(self._query(_JSON_LOOKUP, (json.dumps(plain, ensure_ascii=False),)))
+            distinct = [word for word in distinct if "\x00" in word]
+        # Read per call (cheap): the limit belongs to this thread's connection.
+        limit = _variable_limit(conn)
         # One query per request; more only when a request holds more distinct
         # words than SQLite accepts bound variables (250,000 on current builds).
         for start in range(0, len(distinct), limit):
