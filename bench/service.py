@@ -364,11 +364,14 @@ def run_seed_path(paths: Paths, table: Path, texts: list[str], profile: Profile)
 # --- our path, in this process (no TensorFlow) ------------------------------------------------------------
 
 
-def _scorer(paths: Paths, threads: int) -> Any:
+def _scorer(paths: Paths, threads: int, bundle: Path | None = None) -> Any:
     from toxic_service.scoring import build_scorer
     from toxic_service.settings import Settings
 
-    settings = Settings(data_dir=paths.data_dir, runtime="litert", inference_threads=threads, vocab_backend="sqlite")
+    settings = Settings(
+        data_dir=paths.data_dir, bundle=bundle or paths.bundle, runtime="litert", inference_threads=threads,
+        vocab_backend="sqlite",
+    )  # fmt: skip
     return build_scorer(settings)
 
 
@@ -411,9 +414,11 @@ def measure_requests(paths: Paths, texts: Sequence[str], repeats: int) -> dict[s
     return {"cold": cold, "warm": warm, "lookup_cold": lookup, "inference": infer}
 
 
-def measure_batches(paths: Paths, comments: Sequence[str], threads: int, repeats: dict[int, int]) -> dict[int, dict]:
+def measure_batches(
+    paths: Paths, comments: Sequence[str], threads: int, repeats: dict[int, int], bundle: Path | None = None
+) -> dict[int, dict]:
     """Comments per second through Scorer.score in batches, cold and warm cache; wall and CPU time."""
-    scorer = _scorer(paths, threads)
+    scorer = _scorer(paths, threads, bundle)
     out: dict[int, dict] = {}
     try:
         for size in BATCH_SIZES:  # build each size's interpreter before timing
@@ -472,32 +477,42 @@ def measure_interpreters(paths: Paths) -> tuple[int, dict[int, int]]:
 # --- real servers: resident memory per worker ---------------------------------------------------------------
 
 
-def ensure_keras_bundle(paths: Paths) -> Path:
-    """A bundle with model.keras for the keras runtime: the default one if it has it, else `model import --with-keras`.
+def _bench_bundle(paths: Paths, name: str, extra: list[str], why: str) -> Path:
+    """`model import` of the default bundle's source model with `extra` options, into .cache/bench, once.
 
-    Built once into .cache/bench (the conversion takes a minute or two), keyed
-    by its inputs; same vocabulary file, so the same checksum as the default.
+    Keyed by its inputs and the converter's code (the conversion takes up to a
+    minute or two); same vocabulary file, so the same checksum as the default bundle.
     """
-    if (paths.bundle / "model.keras").is_file():
-        return paths.bundle
     if paths.source_model is None or paths.tokenizer is None:
-        raise SystemExit(f"bench service: {paths.bundle} has no model.keras and its source model was not found")
-    key = hashlib.sha256(
-        "".join(sha256_file(p) for p in (paths.source_model, paths.tokenizer, paths.vocab)).encode()
-    ).hexdigest()[:16]
-    out = paths.work / f"keras-bundle-{key}"
-    if (out / "metadata.json").is_file() and (out / "model.keras").is_file():
+        raise SystemExit(f"bench service: {why}, and the default bundle's source model was not found")
+    converters = sorted((REPO / "app" / "src" / "toxic_service" / "importers").glob("*.py"))
+    inputs = [paths.source_model, paths.tokenizer, paths.vocab, *converters]
+    key = hashlib.sha256("".join(sha256_file(p) for p in inputs).encode()).hexdigest()[:16]
+    out = paths.work / f"{name}-bundle-{key}"
+    if (out / "metadata.json").is_file():  # written last by model import
         return out
-    print(f"bench service: building {out} (model import --with-keras, once)", file=sys.stderr, flush=True)
+    print(f"bench service: building {out} (model import {' '.join(extra)}, once)", file=sys.stderr, flush=True)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-    with open(paths.work / "keras-bundle.log", "w") as log:
+    with open(paths.work / f"{name}-bundle.log", "w") as log:
         subprocess.run(
             [sys.executable, "-m", "toxic_service", "model", "import", str(paths.source_model), "--vocab", str(paths.vocab),
-             "--tokenizer", str(paths.tokenizer), "--out", str(out), "--with-keras", "--source",
-             f"{paths.source_model.name} (bench copy with model.keras)"],
+             "--tokenizer", str(paths.tokenizer), "--out", str(out), *extra, "--source",
+             f"{paths.source_model.name} (bench copy: model import {' '.join(extra)})"],
             env=env, stdout=log, stderr=log, check=True, timeout=900,
         )  # fmt: skip
     return out
+
+
+def ensure_keras_bundle(paths: Paths) -> Path:
+    """A bundle with model.keras for the keras runtime: the default one if it has it, else `model import --with-keras`."""
+    if (paths.bundle / "model.keras").is_file():
+        return paths.bundle
+    return _bench_bundle(paths, "keras", ["--with-keras"], f"{paths.bundle} has no model.keras")
+
+
+def ensure_unrolled_bundle(paths: Paths) -> Path:
+    """The same model converted as the unrolled rebuild (`--unrolled`), to compare graphs in one run."""
+    return _bench_bundle(paths, "unrolled", ["--unrolled"], "the unrolled graph needs the source model")
 
 
 def _free_port() -> int:
@@ -642,6 +657,28 @@ def _stats(values: Sequence[float]) -> tuple[str, str]:
     return ms(median(values)), ms(percentile(values, 95))
 
 
+def _graph_comparison(paths: Paths, default_rates: dict[int, float], unrolled: dict[int, dict]) -> str:
+    """A paragraph: which graph the default bundle holds, and the unrolled graph's batch rates in the same run."""
+    from toxic_service.runtime.litert import LiteRTRuntime
+
+    projects = LiteRTRuntime(paths.bundle / "model.tflite").projects_words
+    graph = (
+        "the word-projection graph (what `model import` makes of Embedding -> LSTM models: each distinct word of a "
+        "batch projected once, then one small matmul per step; docs/models.md)"
+        if projects
+        else "the unrolled graph"
+    )
+    rates = {size: size / median(b["cold"]) for size, b in unrolled.items()}
+    cells = " / ".join(f"{rates[size]:,.0f}" for size in BATCH_SIZES)
+    ratios = " / ".join(f"{default_rates[size] / rates[size]:.2f}x" for size in BATCH_SIZES)
+    return (
+        f"**Which graph.** The default bundle's `model.tflite` is {graph}. The same source model converted with "
+        f"`model import --unrolled` (one `[x_t, h] @ [kernel; recurrent_kernel]` matmul per step and direction), "
+        f"through the same code, same comments, same run, 1 interpreter thread, cold cache: {cells} comments/s in "
+        f"batches of {' / '.join(map(str, BATCH_SIZES))}; the default runs at {ratios} that rate."
+    )
+
+
 def run(args: argparse.Namespace) -> Section:
     profile = QUICK if getattr(args, "quick", False) else FULL
     paths = locate()
@@ -656,6 +693,7 @@ def run(args: argparse.Namespace) -> Section:
     if indexes or "SCAN" not in plan:
         raise RuntimeError(f"the seed table must be scanned, but its plan is {plan!r} (indexes {indexes})")
     keras_bundle = ensure_keras_bundle(paths)
+    unrolled_bundle = ensure_unrolled_bundle(paths)
 
     load_before = os.getloadavg()[0]
     started = time.monotonic()
@@ -665,6 +703,7 @@ def run(args: argparse.Namespace) -> Section:
     compared = sample[:k]
     ours = measure_requests(paths, compared, profile.our_repeats)
     batches = {threads: measure_batches(paths, comments, threads, profile.batch_repeats) for threads in (1, 2)}
+    unrolled = measure_batches(paths, comments, 1, profile.batch_repeats, unrolled_bundle)
     servers = {
         "litert": measure_server(paths, "litert", paths.bundle, comments, profile),
         "keras": measure_server(paths, "keras", keras_bundle, comments, profile),
@@ -741,6 +780,7 @@ def run(args: argparse.Namespace) -> Section:
                     f"{rate(size, threads, 'warm'):,.0f}",
                 )
             )
+    graph_text = _graph_comparison(paths, {size: rate(size, 1) for size in BATCH_SIZES}, unrolled)
     seed_cell = f"{ms(median(seed_total))} / {ms(percentile(seed_total, 95))}"
     batch_rows.append(("1 per request (seed-style)", "TF default", k, seed_cell, f"{seed_rate:,.1f}", "", ""))
     batch_table = table(
@@ -828,6 +868,8 @@ CPU-second column is the same count per second of CPU time used by the process, 
 
 {batch_table}
 
+{graph_text}
+
 ### Resident memory per worker (real `toxic-service serve`, gunicorn, 1 worker, loopback)
 
 A server per runtime, started by the benchmark. Phase 1, the seed's traffic: 20 warm-up and
@@ -842,9 +884,9 @@ comparison, the seed-style process (TensorFlow + the model + the lookups) ended 
 {server_table}
 
 Where the LiteRT worker's memory goes: the service imports and one interpreter. LiteRT applies its XNNPACK delegate
-by default, which packs the weights of every unrolled LSTM step per interpreter (42-75 MB each for this model), so
-the runtime keeps ONE interpreter per thread and resizes it when the batch bucket changes (0.5-1.5 ms) instead of
-one interpreter per bucket (which measured 254 MB per worker). In a fresh process (the bench's child, 1 thread;
+by default, which packs the weights of every unrolled LSTM step per interpreter, so the runtime keeps ONE
+interpreter per thread and resizes it when the batch bucket changes instead of one interpreter per bucket (which
+measured 254 MB per worker with the first graph). In a fresh process (the bench's child, 1 thread;
 `import ai_edge_litert` and numpy alone: {_mb(interpreter_base)}), the interpreter run at each bucket size in turn
 added: {grown_text}.
 """

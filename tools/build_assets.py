@@ -138,7 +138,6 @@ def read_insults(path: Path) -> tuple[list[str], list[int]]:
 
 def score_bundle(bundle: Path, vocab: Path, texts: list[str]) -> tuple[list[str], Any]:
     """Scores through the serving path's pieces: tokenizer, SQLite store, LiteRT."""
-    import numpy as np
     from toxic_service.bundle import check_vocabulary, load_metadata
     from toxic_service.importers.keras_model import tflite_predict
     from toxic_service.text import encode, pad, tokenize
@@ -153,8 +152,7 @@ def score_bundle(bundle: Path, vocab: Path, texts: list[str]) -> tuple[list[str]
     finally:
         store.close()
     x = pad([encode(ws, mapping, meta) for ws in words], meta.max_len, meta.pad_index)
-    model = (bundle / "model.tflite").read_bytes()
-    scores = np.concatenate([tflite_predict(model, x[i : i + 256]) for i in range(0, len(x), 256)])
+    scores = tflite_predict((bundle / "model.tflite").read_bytes(), x)  # the runtime runs it in chunks
     return list(meta.labels), scores
 
 
