@@ -378,7 +378,7 @@ def _scorer(paths: Paths, threads: int, bundle: Path | None = None) -> Any:
 def measure_requests(paths: Paths, texts: Sequence[str], repeats: int) -> dict[str, list[float]]:
     """Per request, one comment each, end to end (tokenise, lookup, pad, LiteRT, dict of scores).
 
-    cold: the LRU cache emptied first, so every word goes to SQLite (one IN query);
+    cold: the LRU cache emptied first, so every word goes to SQLite (one query);
     warm: the same comment again at once, every word from the cache.
     """
     scorer = _scorer(paths, 1)
@@ -759,7 +759,7 @@ def run(args: argparse.Namespace) -> Section:
             ("seed-style: word lookups (one unindexed query per word)", *_stats(seed_lookup)),
             ("seed-style: pad + `model.predict`", *_stats(seed_predict)),
             ("**seed-style: whole request**", *_stats(seed_total)),
-            ("ours: lookup + tokenise, cold cache (one indexed `IN` query)", *_stats(ours["lookup_cold"])),
+            ("ours: lookup + tokenise, cold cache (one indexed query)", *_stats(ours["lookup_cold"])),
             ("ours: LiteRT inference", *_stats(ours["inference"])),
             ("**ours: whole request, cold cache**", *_stats(ours["cold"])),
             ("**ours: whole request, warm cache**", *_stats(ours["warm"])),
@@ -849,9 +849,9 @@ MongoDB scanned 400k documents that also held a 50-float vector, through a socke
 warm-up calls; `verbose=0` instead of the seed's progress bar. TensorFlow used its default thread pools (both cores).
 
 **Ours**: `build_scorer(Settings())` on the same bundle, i.e. the service's own code: the tokenizer, the LRU cache
-over the SQLite store (`word` is its primary key; one `IN (...)` query per request or batch), LiteRT with one
-interpreter thread. Cold cache = the LRU cache emptied before the request, so every word goes to SQLite; warm = the
-same comment again. Each compared comment {profile.our_repeats} times.
+over the SQLite store (`word` is its primary key; one query per request or batch: the words as a JSON array joined
+against the key), LiteRT with one interpreter thread. Cold cache = the LRU cache emptied before the request, so
+every word goes to SQLite; warm = the same comment again. Each compared comment {profile.our_repeats} times.
 
 ### Per request
 

@@ -1,11 +1,12 @@
 """The default runtime: a LiteRT interpreter on `model.tflite`, no TensorFlow.
 
 Memory decides the shape of this module. XNNPACK packs the weights of every
-unrolled LSTM step per interpreter: each interpreter of the tox-block model
-costs 30-75 MB (by graph and batch size), so one interpreter per batch-size
-bucket grew a worker to 254 MB (bench/service). One interpreter, resized when
-the bucket changes, keeps a worker near 100 MB, and a resize costs 0.5-1.5 ms
-(measured; datasets.md's 2-3 ms was an older figure). Batches are padded up to a few
+unrolled LSTM step per interpreter: an interpreter of the tox-block model
+costs ~33 MB with the word-projection graph and 30-75 MB with the unrolled
+ones (by graph and batch size), so one interpreter per batch-size bucket grew
+a worker to 254 MB (bench/service, first graph). One interpreter, resized
+when the bucket changes, keeps a worker under 100 MB, and a resize costs
+about 1 ms (0.3 ms for the unrolled graph). Batches are padded up to a few
 bucket sizes (1, 8, 32, 64) so steady traffic of one shape never resizes,
 and the largest bucket is 64 because a 256-row arena adds another ~30 MB for
 no gain in comments per second; longer batches run as chunks of 64.
@@ -37,8 +38,9 @@ from toxic_service.runtime.base import checked_batch
 
 BUCKETS = (1, 8, 32, 64)
 # Distinct words per call of a word-projection model at the largest buckets. Projecting a slot costs
-# the same whether it holds a word or padding, so W is not simply rows x max_len: 64 comments of the
-# insults test file hold 500-900 distinct words, and 2,048 slots cost ~3% of a call (bench/service).
+# the same whether it holds a word or not, so W is not simply rows x max_len (6,400): 64 comments of the
+# insults test file hold 500-900 distinct words. 2,048 leaves room for longer comments before a batch
+# splits, for ~6% of a call against 1,024 on that file's batches (measured 2026-11-29).
 WORDS_CAP = 2048
 
 
