@@ -175,5 +175,7 @@ def test_a_model_with_inputs_of_another_form_is_a_bundle_error():
         _input_roles([detail([-1], np.float32), detail([-1, 20])], "m")
     with pytest.raises(BundleError, match="resizable batch"):
         _input_roles([detail([-1]), detail([4, 20])], "m")
+    with pytest.raises(BundleError, match="resizable batch and word list"):
+        _input_roles([detail([64]), detail([-1, 20])], "m")
     with pytest.raises(BundleError, match="expected one"):
         _input_roles([detail([-1, 20]), detail([-1, 20])], "m")

@@ -180,8 +180,8 @@ def _input_roles(details: list[dict[str, Any]], where: str) -> tuple[dict[str, A
         words, positions = sorted(details, key=lambda detail: len(detail["shape"]))
         if words["dtype"] != np.int32 or positions["dtype"] != np.int32:
             raise BundleError(f"{where}: a word-projection model takes int32 inputs")
-        if positions.get("shape_signature", positions["shape"])[0] != -1:
-            raise BundleError(f"{where}: a word-projection model needs a resizable batch")
+        if positions.get("shape_signature", positions["shape"])[0] != -1 or words.get("shape_signature", [0])[0] != -1:
+            raise BundleError(f"{where}: a word-projection model needs a resizable batch and word list")
         return positions, words
     shapes = [list(detail.get("shape_signature", detail["shape"])) for detail in details]
     raise BundleError(
