@@ -41,8 +41,13 @@ class Chain:
 
     embedding: Any
     recurrent: Any  # an LSTM or a Bidirectional wrapping two
+    lstms: tuple[Any, ...]  # the LSTM layer(s) inside `recurrent`: one, or forward and backward
     rest: tuple[Any, ...]
     max_len: int
+
+    @property
+    def bidirectional(self) -> bool:
+        return len(self.lstms) == 2
 
 
 def lowerable(model: Any) -> Chain | str:
@@ -66,7 +71,9 @@ def lowerable(model: Any) -> Chain | str:
     max_len = model.inputs[0].shape[1]
     if max_len is None:
         return "the input length is not fixed"
-    return Chain(embedding=embedding, recurrent=recurrent, rest=tuple(layers[2:]), max_len=int(max_len))
+    return Chain(
+        embedding=embedding, recurrent=recurrent, lstms=tuple(lstms), rest=tuple(layers[2:]), max_len=int(max_len)
+    )
 
 
 def _chained_layers(model: Any) -> list[Any] | str:
@@ -201,9 +208,8 @@ def _max_pool_follows(chain: Chain) -> bool:
     pool = chain.rest[0]
     if pool.data_format != "channels_last" or getattr(pool, "keepdims", False):
         return False
-    lstms = _lstms(chain.recurrent)
-    concat = type(chain.recurrent).__name__ != "Bidirectional" or chain.recurrent.merge_mode == "concat"
-    return concat and all(lstm.return_sequences for lstm in lstms)  # type: ignore[union-attr]
+    concat = not chain.bidirectional or chain.recurrent.merge_mode == "concat"
+    return concat and all(lstm.return_sequences for lstm in chain.lstms)
 
 
 def _running_max(outputs: list[Any]) -> Any:
@@ -232,8 +238,7 @@ def word_projection_function(chain: Chain) -> Any:
     import tensorflow as tf
 
     table = np.array(chain.embedding.embeddings.numpy(), dtype=np.float32)
-    bidirectional = type(chain.recurrent).__name__ == "Bidirectional"
-    directions = [_direction(lstm) for lstm in _lstms(chain.recurrent)]  # type: ignore[union-attr]
+    directions = [_direction(lstm) for lstm in chain.lstms]
     pooled = _max_pool_follows(chain)
 
     @tf.function(
@@ -251,8 +256,8 @@ def word_projection_function(chain: Chain) -> Any:
             if pooled:
                 results.append(_running_max(outputs))
             else:
-                results.append(_sequence_or_last(outputs, weights, to_time_order=bidirectional))
-        x = _merge(chain.recurrent.merge_mode, *results) if bidirectional else results[0]
+                results.append(_sequence_or_last(outputs, weights, to_time_order=chain.bidirectional))
+        x = _merge(chain.recurrent.merge_mode, *results) if chain.bidirectional else results[0]
         for layer in chain.rest[1:] if pooled else chain.rest:
             x = layer(x, training=False)
         return x
@@ -274,6 +279,6 @@ def convert(chain: Chain, *, quantize: bool = False) -> bytes:
 
 def describe(chain: Chain) -> str:
     """The chain in one line for the import log, e.g. `Embedding -> Bidirectional(LSTM 50) -> Dense`."""
-    units = chain.recurrent.forward_layer.units if type(chain.recurrent).__name__ == "Bidirectional" else chain.recurrent.units
-    inner = f"Bidirectional(LSTM {units})" if type(chain.recurrent).__name__ == "Bidirectional" else f"LSTM {units}"
+    inner = f"LSTM {chain.lstms[0].units}"
+    inner = f"Bidirectional({inner})" if chain.bidirectional else inner
     return " -> ".join(["Embedding", inner, *(type(layer).__name__ for layer in chain.rest)])
