@@ -248,9 +248,9 @@ WORD_PROJECTION = textwrap.dedent(
     tf_keras.utils.set_random_seed(7)
     T, V = 9, 30
 
-    def chain(*body):
+    def chain(*body, mask_zero=False):
         inp = tf_keras.Input(shape=(T,))
-        x = layers.Embedding(V, 4)(inp)
+        x = layers.Embedding(V, 4, mask_zero=mask_zero)(inp)
         for layer in body:
             x = layer(x)
         model = tf_keras.Model(inp, x)
@@ -283,11 +283,7 @@ WORD_PROJECTION = textwrap.dedent(
         result[name] = float(np.abs(got.reshape(len(x), -1) - expected.reshape(len(x), -1)).max())
 
     def refused(*body, mask_zero=False):
-        inp = tf_keras.Input(shape=(T,))
-        x = layers.Embedding(V, 4, mask_zero=mask_zero)(inp)
-        for layer in body:
-            x = layer(x)
-        return word_projection.lowerable(tf_keras.Model(inp, x))
+        return word_projection.lowerable(chain(*body, mask_zero=mask_zero))
 
     inp = tf_keras.Input(shape=(T,))
     e = layers.Embedding(V, 4)(inp)

@@ -150,9 +150,9 @@ class LiteRTRuntime:
             padded[: len(group)] = slots
             padded[len(group) :] = 0
             # Unused slots hold index 0, a real row of every embedding; nothing points at them.
-            slots_words = np.zeros(width, dtype=np.int32)
-            slots_words[: len(words)] = words
-            interpreter.set_tensor(self._words["index"], slots_words)
+            word_slots = np.zeros(width, dtype=np.int32)
+            word_slots[: len(words)] = words
+            interpreter.set_tensor(self._words["index"], word_slots)
             interpreter.set_tensor(self._positions["index"], padded)
             parts.append(self._run(interpreter)[: len(group)])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
