@@ -36,6 +36,14 @@ class StoreUnavailable(ToxicServiceError):
     status = 503
 
 
+class VocabularyError(StoreUnavailable):
+    """A vocabulary file that cannot serve: missing, not SQLite, or without its `meta` table.
+
+    A StoreUnavailable, so a worker keeps answering 503 and picks up a file
+    fixed in place, as it does when the store is down.
+    """
+
+
 class NotReady(ToxicServiceError):
     code = "not_ready"
     status = 503

@@ -1,4 +1,4 @@
-"""`toxic-service vocab import|export`: fill a vocabulary store, or dump one to a portable file.
+"""`toxic-service vocab import|export|info`: fill a vocabulary store, dump one to a portable file, or describe one.
 
 Sources for `import` (exactly one):
     --glove-text FILE       GloVe text file (word + vector per line), GloVe row order
@@ -12,6 +12,9 @@ tokenizer keeps its own indexes, only those below its num_words.
 
 Idempotent: when the target already holds a vocabulary with the same
 checksum, nothing is written.
+
+`info [PATH] [--json]` prints what a store records about itself (vocab/meta.py):
+the interface toxic-release, the fabfile and the roles read instead of the file.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from pathlib import Path
 import click
 
 from toxic_service.commands._progress import progress_bar
-from toxic_service.errors import BadRequest, StoreUnavailable
+from toxic_service.errors import BadRequest, StoreUnavailable, VocabularyError
 from toxic_service.importers.sources import LoadedVocabulary
 from toxic_service.settings import Settings
 from toxic_service.vocab.base import VocabularyInfo
+
+INFO_FIELDS = ("backend", "path", "database", "collection", "checksum", "size", "source", "index_base")
 
 
 def _settings() -> Settings:
@@ -81,6 +86,26 @@ class _Target:
         return mongo.MongoVocabularyStore.from_uri(
             self.mongodb_uri, database=self.mongodb_database, collection=self.mongodb_collection, timeout_ms=self.timeout_ms
         )
+
+    def meta(self) -> dict:
+        """The store's metadata as `read_meta` gives it; VocabularyError/StoreUnavailable when there is none."""
+        if self.backend == "sqlite":
+            from toxic_service.vocab.meta import read_meta
+
+            return read_meta(self.sqlite_path)
+        from toxic_service.vocab.mongo import meta_collection_name
+
+        store = self.open_store()
+        try:
+            meta = store.meta()
+        finally:
+            store.close()
+        if meta is None:
+            raise VocabularyError(
+                f"{self.describe()}: no metadata document in {self.mongodb_database}."
+                f"{meta_collection_name(self.mongodb_collection)}; run `toxic-service vocab import`"
+            )
+        return meta
 
     def current(self) -> VocabularyInfo | None:
         """What the target holds now, or None when it holds no readable vocabulary."""
@@ -246,3 +271,38 @@ def export_command(output: Path, **backend) -> None:
     with progress_bar(f"writing {output}", total=len(pairs)) as bar:
         write_dump(output, pairs, header=DumpHeader(info.checksum, info.size, info.index_base, info.source), progress=bar.update)
     click.echo(f"exported {info.size} words (checksum {info.checksum}) to {output}")
+
+
+@command.command("info")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on one line (for scripts).")
+@backend_options
+def info_command(path: Path | None, as_json: bool, **backend) -> None:
+    """What the vocabulary at PATH (an SQLite file; default: the configured store) records about itself.
+
+    Exit 1 with one line on stderr when the file is missing, is not SQLite, or has no meta table.
+    """
+    import json
+
+    if path is not None:
+        if backend["sqlite_path"] is not None or backend["backend"] == "mongodb":
+            raise click.UsageError("PATH is an SQLite file: give it, or --backend/--sqlite-path, not both")
+        backend.update(backend="sqlite", sqlite_path=path)
+    target = _Target(**backend)
+    meta = target.meta()
+    sqlite = target.backend == "sqlite"
+    where = {
+        "backend": target.backend,
+        "path": str(target.sqlite_path) if sqlite else None,
+        "database": None if sqlite else target.mongodb_database,
+        "collection": None if sqlite else target.mongodb_collection,
+    }
+    # The fixed fields first, then whatever else the store records, in its order.
+    doc = {**where, **{key: meta[key] for key in INFO_FIELDS if key in meta}, **meta}
+    doc.update(where)  # a meta key named like a location field never hides where the store is
+    if as_json:
+        click.echo(json.dumps(doc, ensure_ascii=False, sort_keys=False))
+        return
+    for key, value in doc.items():
+        if value is not None:
+            click.echo(f"{key:<11} {value}")

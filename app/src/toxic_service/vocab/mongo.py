@@ -27,6 +27,7 @@ from toxic_service.errors import BadRequest, StoreUnavailable
 from toxic_service.settings import Settings
 from toxic_service.vocab.base import VocabularyInfo
 from toxic_service.vocab.checksum import check_pair, vocabulary_checksum
+from toxic_service.vocab.meta import checked_meta, info_from_meta
 
 META_ID = "vocabulary"
 MISSING_CHECKSUM = "missing"
@@ -111,30 +112,36 @@ class MongoVocabularyStore:
     def info(self) -> VocabularyInfo:
         if self._info is not None:
             return self._info
-        meta_name = meta_collection_name(self.collection)
-        try:
-            doc = self._db()[meta_name].find_one({"_id": META_ID})
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"{self._where()} did not answer: {exc}") from exc
-        if doc is None:
+        meta = self.meta()
+        if meta is None:
             # No checksum is computed here (400k documents at every worker start);
             # the bundle check then refuses with this explanation in `source`.
             return VocabularyInfo(
                 checksum=MISSING_CHECKSUM,
                 size=0,
                 index_base=-1,
-                source=f"no metadata document in {self.database}.{meta_name}: run `toxic-service vocab import`",
+                source=f"no metadata document in {self.database}.{meta_collection_name(self.collection)}: "
+                "run `toxic-service vocab import`",
             )
-        try:
-            self._info = VocabularyInfo(
-                checksum=str(doc["checksum"]),
-                size=int(doc["size"]),
-                index_base=int(doc["index_base"]),
-                source=str(doc.get("source", "")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreUnavailable(f"{self.database}.{meta_name}: malformed metadata document ({exc!r})") from exc
+        self._info = info_from_meta(meta)
         return self._info
+
+    def meta(self) -> dict[str, Any] | None:
+        """The metadata document as `read_meta` gives an SQLite file's (without `_id`), or None when there is none.
+
+        Raises StoreUnavailable when MongoDB does not answer, VocabularyError when the document is malformed.
+        """
+        meta_name = meta_collection_name(self.collection)
+        try:
+            doc = self._db()[meta_name].find_one({"_id": META_ID})
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"{self._where()} did not answer: {exc}") from exc
+        if doc is None:
+            return None
+        doc = {key: value for key, value in doc.items() if key != "_id"}
+        # A seed-style document written before `source` was recorded still serves.
+        doc.setdefault("source", "")
+        return checked_meta(doc, f"MongoDB {self.database}.{meta_name}")
 
     def ping(self) -> None:
         try:

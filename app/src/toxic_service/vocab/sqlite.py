@@ -3,7 +3,7 @@
 Layout (written only by `write_sqlite`, i.e. `toxic-service vocab import`):
     vocab(word TEXT PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID
     UNIQUE INDEX vocab_idx ON vocab(idx)      -- export order, no duplicate indexes
-    meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)   -- checksum, size, source, index_base
+    meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)   -- checksum, size, source, index_base (vocab/meta.py reads it)
 
 The service opens the file with `mode=ro`, one connection per thread (sqlite3
 connections must not be shared between threads nor survive a fork), and asks
@@ -23,14 +23,14 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-from toxic_service.errors import BadRequest, StoreUnavailable
+from toxic_service.errors import BadRequest, StoreUnavailable, VocabularyError
 from toxic_service.vocab.base import VocabularyInfo
 from toxic_service.vocab.checksum import check_pair, vocabulary_checksum
+from toxic_service.vocab.meta import REQUIRED_KEYS, info_from_meta, meta_from_connection
 
 # SQLite before 3.32 allowed 999 bound variables; newer builds report their own limit.
 _DEFAULT_VARIABLE_LIMIT = 999
 _WRITE_BATCH = 10_000
-_META_KEYS = ("checksum", "size", "source", "index_base")
 # One JSON array joined against the primary key: for the hundreds of words of a cold batch it is ~30% faster
 # than `IN (?, ...)`, which first sorts its values into a temporary index (bench/service's batches).
 _JSON_LOOKUP = "SELECT v.word, v.idx FROM json_each(?) AS j JOIN vocab AS v ON v.word = j.value"
@@ -57,7 +57,7 @@ class SqliteVocabularyStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise StoreUnavailable(f"vocabulary file {self.path} does not exist (build it with `toxic-service vocab import`)")
+            raise VocabularyError(f"vocabulary file {self.path} does not exist (build it with `toxic-service vocab import`)")
         self._uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -107,14 +107,15 @@ class SqliteVocabularyStore:
         if self._info is None:
             return
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'checksum'").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"vocabulary file {self.path}: {exc}") from exc
-        if row is None or row[0] != self._info.checksum:
+            checksum = meta_from_connection(conn, self.path)["checksum"]
+        except VocabularyError as exc:
+            self._local.identity = None  # check again on the next query
+            raise VocabularyError(f"{exc}; the file was replaced while serving: restart the service") from exc
+        if checksum != self._info.checksum:
             self._local.identity = None  # check again on the next query
             raise StoreUnavailable(
                 f"vocabulary file {self.path} was replaced by a different vocabulary "
-                f"({row[0] if row else 'no checksum'}; the model needs {self._info.checksum}): restart the service"
+                f"({checksum}; the model needs {self._info.checksum}): restart the service"
             )
 
     def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
@@ -147,13 +148,7 @@ class SqliteVocabularyStore:
 
     def info(self) -> VocabularyInfo:
         if self._info is None:
-            rows = dict(self._query("SELECT key, value FROM meta"))
-            missing = [key for key in _META_KEYS if key not in rows]
-            if missing:
-                raise StoreUnavailable(f"vocabulary file {self.path}: meta table lacks {', '.join(missing)}")
-            self._info = VocabularyInfo(
-                checksum=rows["checksum"], size=int(rows["size"]), index_base=int(rows["index_base"]), source=rows["source"]
-            )
+            self._info = info_from_meta(meta_from_connection(self._conn(), self.path))
         return self._info
 
     def ping(self) -> None:
@@ -248,10 +243,9 @@ def write_sqlite(
                 raise BadRequest(f"index {index} is used by more than one word: {words}") from None
             checksum = vocabulary_checksum(conn.execute("SELECT word, idx FROM vocab ORDER BY idx"))
             info = VocabularyInfo(checksum=checksum, size=count, index_base=index_base, source=source)
-            conn.executemany(
-                "INSERT INTO meta(key, value) VALUES (?, ?)",
-                [("checksum", checksum), ("size", str(count)), ("source", source), ("index_base", str(index_base))],
-            )
+            values = {"checksum": checksum, "size": str(count), "source": source, "index_base": str(index_base)}
+            # Every key read_meta requires, and only those: the reader and the writer cannot drift apart.
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [(key, values[key]) for key in REQUIRED_KEYS])
             conn.execute("COMMIT")
             conn.execute("VACUUM")
         finally:
