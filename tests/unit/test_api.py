@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 from toxic_service.api import create_app
-from toxic_service.bundle import SEED_LABELS
+from toxic_service.bundle import JIGSAW_LABELS
 from toxic_service.cli import main as cli
 from toxic_service.commands.check import verify_scores
 from toxic_service.commands.serve import default_workers
@@ -51,7 +51,7 @@ def score(client, text: str) -> dict[str, float]:
 
 
 def assert_scores(row: dict[str, float]) -> None:
-    assert list(row) == list(SEED_LABELS)
+    assert list(row) == list(JIGSAW_LABELS)
     for value in row.values():
         assert isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0
 
@@ -81,7 +81,7 @@ def test_batch_answers_in_order_and_matches_single_requests(client):
     for text, row in zip(texts, predictions, strict=True):
         assert_scores(row)
         single = score(client, text)
-        assert all(abs(row[k] - single[k]) < 1e-6 for k in SEED_LABELS)
+        assert all(abs(row[k] - single[k]) < 1e-6 for k in JIGSAW_LABELS)
 
 
 def test_batch_of_exactly_max_batch_is_accepted(client):
@@ -140,7 +140,7 @@ def test_livez_and_readyz(client):
     assert client.get("/livez").get_json() == {"status": "alive"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json()["labels"] == list(SEED_LABELS)
+    assert ready.get_json()["labels"] == list(JIGSAW_LABELS)
 
 
 def test_security_headers_on_api_and_page(client):
@@ -225,7 +225,7 @@ def test_openapi_is_valid_3_1_and_lists_every_route_method_and_limit(app, client
     assert request_schema["properties"]["sequence"]["maxLength"] == settings.max_text_chars
     assert request_schema["properties"]["sequences"]["maxItems"] == settings.max_batch
     assert str(settings.max_body_bytes) in spec["paths"]["/detect-toxic"]["post"]["description"]
-    assert list(spec["components"]["schemas"]["Scores"]["properties"]) == list(SEED_LABELS)
+    assert list(spec["components"]["schemas"]["Scores"]["properties"]) == list(JIGSAW_LABELS)
 
 
 def _resolve(spec: dict, schema: dict) -> dict:
@@ -314,7 +314,7 @@ def test_check_command_passes_on_the_tiny_bundle(tiny_bundle_dir, tiny_sqlite_pa
     result = CliRunner().invoke(cli, ["check", "--bundle", str(tiny_bundle_dir), "--sqlite", str(tiny_sqlite_path)])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("OK")
-    for label in SEED_LABELS:
+    for label in JIGSAW_LABELS:
         assert label in result.output
 
 
@@ -334,28 +334,28 @@ def test_check_command_fails_when_the_vocabulary_is_missing(tiny_bundle_dir, tmp
     assert result.exit_code == 1 and "error:" in result.output
 
 
-GOOD = [dict.fromkeys(SEED_LABELS, 0.9), dict.fromkeys(SEED_LABELS, 0.1)]
+GOOD = [dict.fromkeys(JIGSAW_LABELS, 0.9), dict.fromkeys(JIGSAW_LABELS, 0.1)]
 
 
 @pytest.mark.parametrize(
     ("rows", "labels", "fragment"),
     [
-        ([GOOD[0]], SEED_LABELS, "2 texts gave 1"),
-        ([{**GOOD[0], "toxic": float("nan")}, GOOD[1]], SEED_LABELS, "not a number between 0 and 1"),
-        ([{**GOOD[0], "toxic": 1.5}, GOOD[1]], SEED_LABELS, "not a number between 0 and 1"),
-        ([{**GOOD[0], "toxic": "0.9"}, GOOD[1]], SEED_LABELS, "not a number between 0 and 1"),
-        ([GOOD[1], GOOD[0]], SEED_LABELS, "does not score higher"),
-        ([{k: GOOD[0][k] for k in reversed(SEED_LABELS)}, GOOD[1]], SEED_LABELS, "have labels"),
+        ([GOOD[0]], JIGSAW_LABELS, "2 texts gave 1"),
+        ([{**GOOD[0], "toxic": float("nan")}, GOOD[1]], JIGSAW_LABELS, "not a number between 0 and 1"),
+        ([{**GOOD[0], "toxic": 1.5}, GOOD[1]], JIGSAW_LABELS, "not a number between 0 and 1"),
+        ([{**GOOD[0], "toxic": "0.9"}, GOOD[1]], JIGSAW_LABELS, "not a number between 0 and 1"),
+        ([GOOD[1], GOOD[0]], JIGSAW_LABELS, "does not score higher"),
+        ([{k: GOOD[0][k] for k in reversed(JIGSAW_LABELS)}, GOOD[1]], JIGSAW_LABELS, "have labels"),
         (GOOD, ("a", "b"), "differ from the bundle"),
     ],
 )
 def test_check_rejects_every_kind_of_bad_result(rows, labels, fragment):
     with pytest.raises(BundleError, match=fragment):
-        verify_scores(labels, SEED_LABELS if labels == SEED_LABELS else ("x",), SEED_LABELS, rows)
+        verify_scores(labels, JIGSAW_LABELS if labels == JIGSAW_LABELS else ("x",), JIGSAW_LABELS, rows)
 
 
 def test_check_accepts_good_results_and_names_the_separating_label():
-    assert verify_scores(SEED_LABELS, SEED_LABELS, ("insult",), GOOD) == "insult"
+    assert verify_scores(JIGSAW_LABELS, JIGSAW_LABELS, ("insult",), GOOD) == "insult"
 
 
 def test_worker_count_follows_cpus_and_memory():

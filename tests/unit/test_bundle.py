@@ -7,8 +7,15 @@ import shutil
 
 import numpy as np
 import pytest
-from toxic_service.bundle import SEED_LABELS, BundleMetadata, check_vocabulary, load_metadata
-from toxic_service.convert import sha256_file, verify_model_file, write_bundle
+from toxic_service.bundle import (
+    JIGSAW_LABELS,
+    BundleMetadata,
+    check_vocabulary,
+    load_metadata,
+    sha256_file,
+    verify_model_file,
+    write_bundle,
+)
 from toxic_service.errors import BundleError, VocabularyMismatch
 from toxic_service.vocab.base import VocabularyInfo
 from toxic_service.vocab.sqlite import SqliteVocabularyStore
@@ -25,7 +32,7 @@ def write_doc(tmp_path, doc) -> None:
 
 def test_tiny_bundle_round_trips(tiny_bundle_dir, tmp_path):
     meta = load_metadata(tiny_bundle_dir)
-    assert meta.labels == SEED_LABELS and meta.max_len == 20 and meta.oov_index is None
+    assert meta.labels == JIGSAW_LABELS and meta.max_len == 20 and meta.oov_index is None
     meta.write(tmp_path)
     assert load_metadata(tmp_path) == meta
 
@@ -111,7 +118,7 @@ def test_keras_model_converts_to_an_equal_tflite_model(tmp_path, tiny_bundle_dir
     pytest.importorskip("tensorflow", reason="TensorFlow (the keras extra) is not installed")
     import fixtures_builder
     from ai_edge_litert.interpreter import Interpreter
-    from toxic_service.convert import keras_to_tflite
+    from toxic_service.importers.keras_model import keras_to_tflite
 
     model = fixtures_builder.build_keras_model()
     meta: BundleMetadata = load_metadata(tiny_bundle_dir)

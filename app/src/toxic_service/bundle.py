@@ -1,4 +1,10 @@
-"""A model bundle: a directory with the model file(s) and `metadata.json`.
+"""A model bundle: a directory with the model file(s) and `metadata.json`; this module owns it.
+
+Everything about a bundle lives here: its file names, the sha256 of each
+model file, verifying them, writing a bundle, reading and checking its
+metadata. The label set is the bundle's: serving, `check` and /readyz read
+`labels` from metadata.json; JIGSAW_LABELS is only the default a new bundle
+gets (`model import` of a 6-output model, `train` on a Jigsaw CSV).
 
 The metadata says everything the serving side needs to turn text into the
 exact index sequences the model was trained on, and which vocabulary those
@@ -21,7 +27,12 @@ metadata.json, format_version 1:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +41,13 @@ from toxic_service.errors import BundleError, VocabularyMismatch
 from toxic_service.vocab.base import VocabularyInfo
 
 METADATA_FILE = "metadata.json"
+TFLITE_FILE = "model.tflite"
+KERAS_FILE = "model.keras"
+MODEL_FILES = (TFLITE_FILE, KERAS_FILE)
 FORMAT_VERSION = 1
-SEED_LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+# The Jigsaw challenge's six labels: the default of a NEW bundle only (model import, train).
+# Everything that reads a bundle uses its `labels`, so a 7-label bundle serves and passes `check`.
+JIGSAW_LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
 # Keras Tokenizer's default `filters`.
 KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 
@@ -174,3 +190,71 @@ def check_vocabulary(meta: BundleMetadata, info: VocabularyInfo) -> None:
         raise VocabularyMismatch(
             f"the model expects index_base {meta.index_base} but the vocabulary uses {info.index_base}"
         )
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (model files are tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_model_file(bundle_dir: Path, meta: BundleMetadata, name: str) -> Path:
+    """The bundle's model file `name`, checked against the sha256 its metadata records.
+
+    Hashing reads the whole file: serving calls this once per worker start
+    (scoring.build_scorer) and hands the verified path to every runtime it makes.
+    """
+    path = Path(bundle_dir) / name
+    if not path.is_file():
+        raise BundleError(f"{path}: no such file (the bundle has {', '.join(sorted(meta.model_files)) or 'no model files'})")
+    expected = meta.model_files.get(name)
+    if expected is not None and sha256_file(path) != expected:
+        raise BundleError(f"{path}: sha256 differs from the one in metadata.json (file changed or corrupt)")
+    return path
+
+
+def write_bundle(
+    bundle_dir: Path,
+    *,
+    tflite_bytes: bytes | None = None,
+    keras_model: Any = None,
+    metadata: BundleMetadata,
+) -> BundleMetadata:
+    """Write the model file(s), then metadata.json with their sha256; returns the metadata written.
+
+    Each file is written under a temporary name and renamed into place, and
+    metadata.json last, so a failed write never leaves a bundle whose metadata
+    describes files that are not there. `keras_model` is any object with
+    Keras's `save(path)`; nothing here imports TensorFlow.
+    """
+    if tflite_bytes is None and keras_model is None:
+        raise BundleError("write_bundle needs tflite_bytes, keras_model, or both")
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=bundle_dir))
+    try:
+        if tflite_bytes is not None:
+            (staging / TFLITE_FILE).write_bytes(tflite_bytes)
+        if keras_model is not None:
+            # Keras 3 insists on the `.keras` suffix, hence a staging directory rather than a temp name.
+            keras_model.save(staging / KERAS_FILE)
+        for name in MODEL_FILES:
+            staged = staging / name
+            if staged.exists():
+                files[name] = sha256_file(staged)
+                os.replace(staged, bundle_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    written = dataclasses.replace(metadata, model_files=files)
+    tmp_meta = bundle_dir / f".{METADATA_FILE}.tmp"
+    tmp_meta.write_text(json.dumps(written.to_json(), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp_meta, bundle_dir / METADATA_FILE)
+    # A model file left from an earlier bundle is not described by the new metadata.
+    for name in MODEL_FILES:
+        if name not in files:
+            (bundle_dir / name).unlink(missing_ok=True)
+    return written

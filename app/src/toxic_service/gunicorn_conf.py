@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -54,13 +53,19 @@ def _json_protocol_errors() -> None:
     from gunicorn import util
 
     def write_error(sock, status_int, reason, mesg):  # noqa: ANN001 (gunicorn's signature)
-        code = {400: "bad_request", 413: "payload_too_large", 414: "uri_too_long", 431: "headers_too_large"}.get(
-            status_int, "internal_error" if status_int >= 500 else "bad_request"
-        )
-        message = mesg if status_int < 500 else "internal error; see the service log"
-        body = json.dumps({"error": {"code": code, "message": message or reason}}).encode()
+        # Imported here, in the worker that answers: nothing of the app stays in the master (its RSS).
+        from http import HTTPStatus
+
+        from toxic_service.errors import GUNICORN, error_for, error_json
+
+        # The code (and so the status) gunicorn's status maps to in the one error table.
+        error = error_for(status_int, GUNICORN)
+        message = mesg if error.status < 500 else None  # a 5xx's detail stays in gunicorn's log
+        body = error_json(error.code, message)
+        if error.status != status_int:  # a status the table lacks for gunicorn: answered as its fallback
+            reason = HTTPStatus(error.status).phrase
         head = (
-            f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"HTTP/1.1 {error.status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1")
         util.write_nonblock(sock, head + body)

@@ -1,4 +1,4 @@
-"""Text in, six scores out: tokenizer -> one vocabulary lookup -> one model call per batch.
+"""Text in, one score per bundle label out: tokenizer -> one vocabulary lookup -> one model call per batch.
 
 A Scorer is built once per worker, after gunicorn forks (`build_scorer`). The
 store connects per thread by itself; the runtime (an interpreter is not
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from itertools import chain
 from typing import Any
 
-from toxic_service.bundle import BundleMetadata, check_vocabulary, load_metadata
+from toxic_service.bundle import BundleMetadata, check_vocabulary, load_metadata, verify_model_file
 from toxic_service.errors import NotReady, StoreUnavailable, ToxicServiceError
 from toxic_service.runtime.base import InferenceRuntime
 from toxic_service.settings import Settings
@@ -101,18 +101,18 @@ def build_scorer(
     Raises StoreUnavailable when the store does not answer, BundleError for a
     bad bundle. The runtime itself is created on first use in each thread.
     """
-    from toxic_service.convert import KERAS_FILE, TFLITE_FILE, verify_model_file
-    from toxic_service.runtime.factory import create_runtime
+    from toxic_service.runtime.factory import load_runtime, model_file_name
     from toxic_service.vocab.factory import open_store
 
     bundle_dir = settings.bundle_dir
     meta = load_metadata(bundle_dir)
-    # Fail at start-up, not on the first request, when the runtime's model file is missing.
-    verify_model_file(bundle_dir, meta, TFLITE_FILE if settings.runtime == "litert" else KERAS_FILE)
+    # Fail at start-up, not on the first request, when the runtime's model file is missing or changed.
+    # The one sha256 of the model per worker: every thread's runtime loads this verified path.
+    model_path = verify_model_file(bundle_dir, meta, model_file_name(settings))
     store = open_store(settings, on_lookup=on_lookup)
     try:
         check_vocabulary(meta, store.info())
     except BaseException:
         store.close()
         raise
-    return Scorer(meta, store, lambda: create_runtime(settings, bundle_dir, meta))
+    return Scorer(meta, store, lambda: load_runtime(settings, model_path, meta))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from toxic_service.auc import roc_auc
-from toxic_service.bundle import SEED_LABELS, BundleMetadata, TokenizerConfig
+from toxic_service.bundle import JIGSAW_LABELS, BundleMetadata, TokenizerConfig
 from toxic_service.importers import InputFileError
 from toxic_service.text import encode, pad, tokenize
 
@@ -56,7 +56,7 @@ class TrainConfig:
 class Dataset:
     texts: list[str]
     labels: np.ndarray  # (n, 6) float32, absent columns 0
-    present: tuple[str, ...]  # label names found in the CSV, in SEED_LABELS order
+    present: tuple[str, ...]  # label names found in the CSV, in JIGSAW_LABELS order
 
 
 @dataclass
@@ -80,16 +80,16 @@ def read_jigsaw_csv(path: Path) -> Dataset:
             columns = reader.fieldnames or []
             if "comment_text" not in columns:
                 raise InputFileError(
-                    f"{path}: no 'comment_text' column (Jigsaw format: id, comment_text, {', '.join(SEED_LABELS)})"
+                    f"{path}: no 'comment_text' column (Jigsaw format: id, comment_text, {', '.join(JIGSAW_LABELS)})"
                 )
-            present = tuple(label for label in SEED_LABELS if label in columns)
+            present = tuple(label for label in JIGSAW_LABELS if label in columns)
             if not present:
-                raise InputFileError(f"{path}: none of the label columns {', '.join(SEED_LABELS)}")
+                raise InputFileError(f"{path}: none of the label columns {', '.join(JIGSAW_LABELS)}")
             texts: list[str] = []
             rows: list[list[float]] = []
             for lineno, row in enumerate(reader, 2):
                 values = []
-                for label in SEED_LABELS:
+                for label in JIGSAW_LABELS:
                     if label not in present:
                         values.append(0.0)
                         continue
@@ -165,11 +165,13 @@ def masked_bce(keras: Any, mask: np.ndarray):
 
 
 def train(cfg: TrainConfig, log=print) -> TrainResult:
-    from toxic_service.convert import keras_to_tflite, write_bundle
+    from toxic_service.bundle import write_bundle
+    from toxic_service.errors import VocabularyError
     from toxic_service.importers import glove
-    from toxic_service.importers.keras_model import tflite_predict
+    from toxic_service.importers.keras_model import keras_to_tflite, tflite_predict
     from toxic_service.vocab.checksum import vocabulary_checksum
-    from toxic_service.vocab.sqlite import SqliteVocabularyStore, write_sqlite
+    from toxic_service.vocab.meta import read_meta
+    from toxic_service.vocab.sqlite import write_sqlite
 
     data = read_jigsaw_csv(cfg.csv_path)
     log(f"read {len(data.texts)} comments from {cfg.csv_path}; labels present: {', '.join(data.present)}")
@@ -181,7 +183,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     embedding = np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
 
     meta = BundleMetadata(
-        labels=SEED_LABELS,
+        labels=JIGSAW_LABELS,
         trained_labels=data.present,
         max_len=cfg.max_len,
         vocabulary_checksum=checksum,
@@ -201,8 +203,9 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     train_idx, hold_idx = split_indices(len(x), cfg.holdout, cfg.seed)
 
     keras = _determinism(cfg.seed)
-    mask = np.array([label in data.present for label in SEED_LABELS])
-    model = build_model(keras, embedding, cfg, len(SEED_LABELS))
+    # From here on the labels are the new bundle's (Jigsaw's, in the CSV's column names).
+    mask = np.array([label in data.present for label in meta.labels])
+    model = build_model(keras, embedding, cfg, len(meta.labels))
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=masked_bce(keras, mask))
     log(
         f"training {model.count_params()} parameters ({'trainable' if cfg.train_embedding else 'frozen'} embedding) "
@@ -220,11 +223,11 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     history = [{k: float(v[i]) for k, v in fit.history.items()} for i in range(cfg.epochs)]
 
     # A clean copy without the compiled custom loss, so the saved model.keras loads anywhere.
-    clean = build_model(keras, embedding, cfg, len(SEED_LABELS))
+    clean = build_model(keras, embedding, cfg, len(meta.labels))
     clean.set_weights(model.get_weights())
     scores = np.asarray(clean.predict(x[hold_idx], batch_size=256, verbose=0))
     auc: dict[str, float | None] = {}
-    for j, label in enumerate(SEED_LABELS):
+    for j, label in enumerate(meta.labels):
         y = data.labels[hold_idx, j]
         auc[label] = roc_auc(y, scores[:, j]) if label in data.present and 0 < y.sum() < len(y) else None
 
@@ -236,8 +239,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     current = None
     if cfg.vocab_path.exists():
         try:
-            current = SqliteVocabularyStore(cfg.vocab_path).info().checksum
-        except Exception:  # an unreadable file is replaced below
+            current = read_meta(cfg.vocab_path)["checksum"]
+        except VocabularyError:  # not a vocabulary (or no meta table): replaced below
             current = None
     if current != checksum:
         write_sqlite(cfg.vocab_path, pairs, source=source, index_base=1)

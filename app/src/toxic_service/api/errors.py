@@ -1,47 +1,28 @@
 """The one place where failures become HTTP responses.
 
-Every error is JSON `{"error": {"code", "message"}}`: our own error types
-carry their code and status (toxic_service.errors); Werkzeug's routing and
-body-limit errors get a code here; anything else is a generic 500 whose
-traceback goes to the log, never to the client.
+Every error is JSON `{"error": {"code", "message"}}`, built by
+toxic_service.errors.error_json from the codes in its ERRORS table: our own
+error types carry their code; Werkzeug's routing and body-limit errors get
+the app's code for their status; anything else is a generic 500 whose
+traceback goes to the log, never to the client. A response's status is
+always its code's status in ERRORS, so the OpenAPI document cannot miss one.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from toxic_service.errors import ToxicServiceError
+from toxic_service.errors import APP, ERRORS, ToxicServiceError, error_for, error_json
 
 log = logging.getLogger("toxic_service.api")
 
-# Werkzeug statuses we can produce, and the code clients see for each.
-HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-}
 
-# Every code the API can answer with, by status (the OpenAPI document lists these).
-ERROR_CODES: dict[int, tuple[str, ...]] = {
-    400: ("bad_request",),
-    404: ("not_found",),
-    405: ("method_not_allowed",),
-    413: ("payload_too_large",),
-    415: ("unsupported_media_type",),
-    500: ("internal_error",),
-    503: ("store_unavailable", "not_ready"),
-}
-
-
-def error_response(status: int, code: str, message: str) -> Response:
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
-    return response
+def error_response(code: str, message: str | None = None) -> Response:
+    """The JSON error response for `code` (its status from ERRORS; its default message when none is given)."""
+    return Response(error_json(code, message), status=ERRORS[code].status, mimetype="application/json")
 
 
 def _own_error(exc: ToxicServiceError) -> Response:
@@ -49,22 +30,27 @@ def _own_error(exc: ToxicServiceError) -> Response:
         # Store down / not ready are expected operational states: a warning, no traceback.
         level = logging.WARNING if exc.status == 503 else logging.ERROR
         log.log(level, "request failed", extra={"event": "error", "code": exc.code, "detail": str(exc)})
-    message = str(exc) if exc.status != 500 else "internal error; see the service log"
-    return error_response(exc.status, exc.code, message)
+    error = ERRORS[exc.code]
+    if APP not in error.emitted_by or error.status == 500:
+        # A CLI-only code (bundle_error, ...) or any 500: the client sees the generic code; details stay in the log.
+        error = error_for(exc.status, APP)
+        return error_response(error.code)
+    return error_response(error.code, str(exc))
 
 
 def _http_error(exc: HTTPException) -> Response:
-    status = exc.code or 500
-    code = HTTP_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
-    message = {
-        404: "no such route; see /openapi.json",
-    }.get(status, exc.description or exc.name)
-    if status == 413:
-        message = f"the request body is larger than the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+    error = error_for(exc.code or 500, APP)
+    message = exc.description or exc.name
+    if error.code == "not_found":
+        message = None  # the table's, which points at /openapi.json
+    elif error.code == "payload_too_large":
+        message = error.message.format(limit=current_app.config["MAX_CONTENT_LENGTH"])
+    elif error.status >= 500:
+        message = None
     allow = ", ".join(sorted(exc.valid_methods or ())) if isinstance(exc, MethodNotAllowed) else ""
     if allow:
         message = f"method not allowed here; allowed: {allow}"
-    response = error_response(status, code, message)
+    response = error_response(error.code, message)
     if allow:
         response.headers["Allow"] = allow
     return response
@@ -72,7 +58,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _unexpected(exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc, extra={"event": "error", "code": "internal_error"})
-    return error_response(500, "internal_error", "internal error; see the service log")
+    return error_response("internal_error")
 
 
 def register_error_handlers(app: Flask) -> None:

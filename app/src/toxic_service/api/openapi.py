@@ -3,55 +3,74 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 from toxic_service import __version__
-from toxic_service.api.errors import ERROR_CODES
 from toxic_service.api.validation import Limits
+from toxic_service.errors import APP, ERRORS, ErrorCode
 
-_STATUS_TEXT = {
-    400: "Bad request: body is not valid JSON, a field is missing, of the wrong type, empty, or unknown.",
-    404: "No such route.",
-    405: "Method not allowed on this route; the Allow header lists the allowed methods.",
-    413: "Too large: body over the byte limit, a text over the character limit, or a batch over the item limit.",
-    415: "The body is not JSON (Content-Type must be application/json, UTF-8).",
-    500: "Internal error (details only in the service log).",
-    503: "Not ready: the model or vocabulary is not loaded, or the vocabulary store does not answer.",
+# The statuses each route's own code answers with (api/errors.py, routes.py); what the front and
+# gunicorn add is in FRONT_STATUSES, listed on every route because a client can meet it on any.
+ROUTE_STATUSES: dict[str, tuple[int, ...]] = {
+    "/detect-toxic": (400, 405, 413, 415, 500, 503),
+    "/livez": (405, 500),
+    "/readyz": (405, 500, 503),
+    "/metrics": (405, 500),
+    "/openapi.json": (405, 500),
+    "/": (405, 500),
+    "/static/{filename}": (404, 405, 416, 500),
+}
+FRONT_STATUSES = tuple(sorted({e.status for e in ERRORS.values() if e.http and set(e.emitted_by) - {APP}}))
+
+_ALLOW_HEADER = {"Allow": {"description": "The methods this route accepts.", "schema": {"type": "string"}}}
+_RETRY_AFTER_HEADER = {
+    "Retry-After": {"description": "Seconds to wait before trying again (nginx's rate limit).", "schema": {"type": "integer"}}
 }
 
 
-def _error(status: int, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
-    codes = ERROR_CODES[status]
-    body = {
-        "description": _STATUS_TEXT[status],
+def _codes(route: str, status: int) -> list[ErrorCode]:
+    """The codes a client of `route` can get with `status`: the app's where the route answers it, the front's always."""
+    own = status in ROUTE_STATUSES[route]
+    return [
+        e
+        for e in ERRORS.values()
+        if e.status == status and e.http and ((own and APP in e.emitted_by) or set(e.emitted_by) - {APP})
+    ]
+
+
+def _error(route: str, status: int, limits: Limits) -> dict[str, Any]:
+    codes = _codes(route, status)
+    described = "; ".join(
+        f"`{e.code}` ({', '.join(w for w in e.emitted_by)}): {e.message.format(limit=limits.max_body_bytes)}" for e in codes
+    )
+    body: dict[str, Any] = {
+        "description": f"{HTTPStatus(status).phrase}. {described}.",
         "content": {
             "application/json": {
                 "schema": {
                     "allOf": [
-                        schema,
-                        {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}},
+                        {"$ref": "#/components/schemas/Error"},
+                        {"properties": {"error": {"properties": {"code": {"enum": [e.code for e in codes]}}}}},
                     ]
                 }
             }
         },
     }
+    headers = {**(_ALLOW_HEADER if status == 405 else {}), **(_RETRY_AFTER_HEADER if status == 429 else {})}
     if headers:
         body["headers"] = headers
     return body
 
 
-_ALLOW_HEADER = {"Allow": {"description": "The methods this route accepts.", "schema": {"type": "string"}}}
+def error_responses(route: str, limits: Limits) -> dict[str, Any]:
+    """Every error status a client of `route` can see, with its codes, keyed by status as OpenAPI wants."""
+    statuses = sorted(set(ROUTE_STATUSES[route]) | set(FRONT_STATUSES))
+    return {str(status): _error(route, status, limits) for status in statuses}
 
 
-def _common_errors(*statuses: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for status in statuses:
-        out[str(status)] = _error(status, _ALLOW_HEADER if status == 405 else None)
-    return out
-
-
-def build_openapi(limits: Limits, labels: Sequence[str]) -> dict[str, Any]:
+def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any]:
+    """The document; `labels` are the served bundle's (None when not known yet: any label name is then allowed)."""
     text = {
         "type": "string",
         "minLength": 1,
@@ -59,30 +78,42 @@ def build_openapi(limits: Limits, labels: Sequence[str]) -> dict[str, Any]:
         "pattern": r"\S",
         "description": f"A comment; not blank, at most {limits.max_text_chars} characters.",
     }
-    scores = {
+    score = {"type": "number", "minimum": 0, "maximum": 1}
+    scores: dict[str, Any] = {
         "type": "object",
-        "description": "One score per label, from 0 (not) to 1 (certainly), in the model's label order.",
-        "properties": {label: {"type": "number", "minimum": 0, "maximum": 1} for label in labels},
-        "required": list(labels),
-        "additionalProperties": False,
+        "description": "One score per label of the served model, from 0 (not) to 1 (certainly), in the model's label order.",
     }
+    if labels is None:
+        scores["additionalProperties"] = score
+    else:
+        scores.update(properties={label: score for label in labels}, required=list(labels), additionalProperties=False)
     status_ok = {
         "type": "object",
         "properties": {"status": {"type": "string"}},
         "required": ["status"],
     }
-    get_errors = _common_errors(405, 500)
+    ready = {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "const": "ready"},
+            "labels": {"type": "array", "items": {"type": "string"}, "description": "The served model's labels, in order."},
+        },
+        "required": ["status", "labels"],
+    }
     detect = {
-        "summary": "Score one comment or a batch for six kinds of toxicity",
+        "summary": "Score one comment or a batch, one score per label of the served model",
         "description": (
             "Send exactly one of `sequence` (one text; answers `prediction`) or `sequences` "
             f"(1 to {limits.max_batch} texts; answers `predictions` in the same order). "
             "The seed's `padding` field is accepted and ignored; other fields are refused. "
-            f"Bodies larger than {limits.max_body_bytes} bytes are refused with 413."
+            f"Bodies larger than {limits.max_body_bytes} bytes (`x-max-body-bytes` of the request body) "
+            "are refused with 413."
         ),
         "operationId": "detectToxic",
         "requestBody": {
             "required": True,
+            # Machine-readable body limit (bytes): what the app enforces; the front is set to the same value.
+            "x-max-body-bytes": limits.max_body_bytes,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectRequest"}}},
         },
         "responses": {
@@ -90,61 +121,67 @@ def build_openapi(limits: Limits, labels: Sequence[str]) -> dict[str, Any]:
                 "description": "Scores",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectResponse"}}},
             },
-            **_common_errors(400, 405, 413, 415, 500, 503),
+            **error_responses("/detect-toxic", limits),
         },
     }
 
-    def get_op(op_id: str, summary: str, ok: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"get": {"operationId": op_id, "summary": summary, "responses": {"200": ok, **(extra or {}), **get_errors}}}
+    def get_op(route: str, op_id: str, summary: str, ok: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        op = {"operationId": op_id, "summary": summary, **extra, "responses": {"200": ok, **error_responses(route, limits)}}
+        return {"get": op}
 
     paths: dict[str, Any] = {
         "/detect-toxic": {"post": detect},
         "/livez": get_op(
+            "/livez",
             "livez",
             "Liveness: the worker answers",
             {"description": "Alive", "content": {"application/json": {"schema": status_ok}}},
         ),
         "/readyz": get_op(
+            "/readyz",
             "readyz",
-            "Readiness: model and vocabulary loaded and the store answers",
-            {"description": "Ready", "content": {"application/json": {"schema": status_ok}}},
-            _common_errors(503),
+            "Readiness: model and vocabulary loaded and the store answers; lists the served labels",
+            {"description": "Ready", "content": {"application/json": {"schema": ready}}},
         ),
         "/metrics": get_op(
+            "/metrics",
             "metrics",
             "Prometheus metrics, summed over all workers",
             {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}},
         ),
         "/openapi.json": get_op(
+            "/openapi.json",
             "openapi",
             "This document",
             {"description": "OpenAPI 3.1 document", "content": {"application/json": {"schema": {"type": "object"}}}},
         ),
         "/": get_op(
+            "/",
             "page",
             "A small page: type a comment, see the scores as bars",
             {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
         ),
-        "/static/{filename}": {
-            "get": {
-                "operationId": "static",
-                "summary": "The page's script and style sheet",
-                "parameters": [
-                    {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}, "example": "app.js"}
-                ],
-                "responses": {
-                    "200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}},
-                    **_common_errors(404, 405, 500),
-                },
-            }
-        },
+        "/static/{filename}": get_op(
+            "/static/{filename}",
+            "static",
+            "The page's script and style sheet",
+            {"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}},
+            parameters=[
+                {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}, "example": "app.js"}
+            ],
+        ),
     }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "toxic-service",
             "version": __version__,
-            "description": 'Scores comments for six kinds of toxicity. Every error is JSON `{"error": {"code", "message"}}`.',
+            "description": (
+                "Scores comments for the labels of the served model (`/readyz` lists them). "
+                'Every error is JSON `{"error": {"code", "message"}}`, from the app, gunicorn or the nginx front '
+                "alike; each response lists the codes it can carry. `x-max-body-bytes` on /detect-toxic's "
+                "request body is the largest body accepted, in bytes."
+            ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "paths": paths,
@@ -186,14 +223,20 @@ def build_openapi(limits: Limits, labels: Sequence[str]) -> dict[str, Any]:
                 },
                 "Error": {
                     "type": "object",
+                    "description": "Every error body, whoever answers (app, gunicorn, nginx): toxic_service.errors.ERRORS.",
                     "properties": {
                         "error": {
                             "type": "object",
-                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                            "properties": {
+                                "code": {"type": "string", "enum": [e.code for e in ERRORS.values() if e.http]},
+                                "message": {"type": "string", "minLength": 1},
+                            },
                             "required": ["code", "message"],
+                            "additionalProperties": False,
                         }
                     },
                     "required": ["error"],
+                    "additionalProperties": False,
                 },
             }
         },

@@ -13,8 +13,8 @@ from toxic_service.api import metrics
 from toxic_service.api.openapi import build_openapi
 from toxic_service.api.state import ScorerHolder
 from toxic_service.api.validation import Limits, check_content_type, parse_detect_request
-from toxic_service.bundle import SEED_LABELS
-from toxic_service.errors import PayloadTooLarge, ToxicServiceError
+from toxic_service.bundle import load_metadata
+from toxic_service.errors import ERRORS, BundleError, PayloadTooLarge, ToxicServiceError
 
 STATIC_DIR = str(resources.files("toxic_service") / "static")
 
@@ -45,7 +45,7 @@ def _read_body(limit: int) -> bytes:
         parts.append(chunk)
         size += len(chunk)
     if size > limit:
-        raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes")
+        raise PayloadTooLarge(ERRORS["payload_too_large"].message.format(limit=limit))
     return b"".join(parts)
 
 
@@ -88,9 +88,18 @@ def metrics_view() -> Response:
 
 
 def openapi() -> Response:
+    return jsonify(build_openapi(_limits(), _labels()))
+
+
+def _labels() -> tuple[str, ...] | None:
+    """The served bundle's labels: the scorer's, else its metadata.json's (store down), else None (unknown)."""
     scorer = _holder().scorer
-    labels = tuple(scorer.labels) if scorer is not None else SEED_LABELS
-    return jsonify(build_openapi(_limits(), labels))
+    if scorer is not None:
+        return tuple(scorer.labels)
+    try:
+        return load_metadata(current_app.extensions["toxic_service.settings"].bundle_dir).labels
+    except BundleError:
+        return None
 
 
 def page() -> Response:

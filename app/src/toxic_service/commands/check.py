@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from toxic_service.bundle import SEED_LABELS, load_metadata
+from toxic_service.bundle import load_metadata
 from toxic_service.errors import BundleError
 
 TOXIC_SAMPLE = "You are a stupid idiot, I will kill you."
@@ -27,10 +27,9 @@ def verify_scores(
     scores: Sequence[Mapping[str, float]],
 ) -> str:
     """Checks one toxic and one benign result; returns the label that separates them, else BundleError."""
+    # The labels are the bundle's, however many: a release with a seventh label passes (the API serves them all).
     if tuple(labels) != tuple(expected_labels):
         raise BundleError(f"check failed: the scorer's labels {list(labels)} differ from the bundle's {list(expected_labels)}")
-    if tuple(labels) != SEED_LABELS:
-        raise BundleError(f"check failed: labels {list(labels)} are not the API's six labels {list(SEED_LABELS)}")
     if len(scores) != 2:
         raise BundleError(f"check failed: 2 texts gave {len(scores)} results")
     for name, row in zip(("toxic sample", "benign sample"), scores, strict=True):
@@ -77,6 +76,7 @@ def command(bundle: Path | None, sqlite_path: Path | None) -> None:
         scored = time.perf_counter() - started
         trained = meta.trained_labels or meta.labels
         best = verify_scores(scorer.labels, meta.labels, trained, scores)
+        vocabulary = scorer.store.info()  # the store's own meta, which build_scorer matched to the bundle
     finally:
         close = getattr(scorer, "close", None)
         if close is not None:
@@ -86,7 +86,8 @@ def command(bundle: Path | None, sqlite_path: Path | None) -> None:
     else:
         store = f"mongodb {settings.mongodb_database}.{settings.mongodb_collection}"
     click.echo(f"bundle      {settings.bundle_dir} (runtime {settings.runtime}, max_len {meta.max_len})")
-    click.echo(f"vocabulary  {store} ({meta.vocabulary_size} words, checksum {meta.vocabulary_checksum[:19]}…)")
+    click.echo(f"vocabulary  {store} ({vocabulary.size} words, checksum {vocabulary.checksum[:19]}…)")
+    click.echo(f"labels      {len(scorer.labels)}: {', '.join(scorer.labels)}")
     click.echo(f"{'label':<14} {'toxic':>8} {'benign':>8}")
     for label in scorer.labels:
         mark = "" if label in trained else "  (untrained)"

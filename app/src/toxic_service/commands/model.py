@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from toxic_service.bundle import SEED_LABELS, BundleMetadata, TokenizerConfig
+from toxic_service.bundle import JIGSAW_LABELS, TFLITE_FILE, BundleMetadata, TokenizerConfig
 from toxic_service.errors import BadRequest, BundleError
 
 QUANTIZED_TOLERANCE = 0.05  # int8 weights: tox-block measured max |diff| 0.021 (docs/models.md)
@@ -29,9 +29,9 @@ def command() -> None:
 
 def _labels(value: str | None, n_outputs: int) -> tuple[str, ...]:
     if value is None:
-        if n_outputs != len(SEED_LABELS):
+        if n_outputs != len(JIGSAW_LABELS):
             raise BadRequest(f"the model has {n_outputs} outputs: name them with --labels (comma-separated, in output order)")
-        return SEED_LABELS
+        return JIGSAW_LABELS
     labels = tuple(part.strip() for part in value.split(","))
     if len(labels) != n_outputs or not all(labels) or len(set(labels)) != len(labels):
         raise BadRequest(f"--labels must name {n_outputs} distinct labels in output order (got {value!r})")
@@ -100,7 +100,7 @@ def import_command(
     unrolled,
 ) -> None:
     """Convert MODEL_FILE (Keras .h5 or .keras) into a bundle at --out, tied to --vocab."""
-    from toxic_service.convert import write_bundle
+    from toxic_service.bundle import write_bundle
     from toxic_service.importers import keras_model
     from toxic_service.importers.keras_tokenizer import load_keras_tokenizer
     from toxic_service.importers.samples import encode_texts, random_sequences, read_sample_texts
@@ -158,7 +158,7 @@ def import_command(
     # model.keras must load with stock Keras: the same rebuild without the conversion-only LSTM class.
     keras_copy = keras_model.rebuild_for_tflite(source_model, one_matmul=False) if with_keras else None
     written = write_bundle(out_dir, tflite_bytes=tflite_bytes, keras_model=keras_copy, metadata=meta)
-    size = (out_dir / "model.tflite").stat().st_size
+    size = (out_dir / TFLITE_FILE).stat().st_size
     click.echo(
         f"wrote {out_dir} (model.tflite {size / 1e6:.1f} MB{', int8 weights' if quantize else ''}; "
         f"files {', '.join(sorted(written.model_files))}) in {time.monotonic() - started:.0f} s"

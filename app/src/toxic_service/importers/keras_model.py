@@ -179,17 +179,19 @@ def rebuild_for_tflite(model: Any, *, one_matmul: bool = True) -> Any:
     return rebuilt
 
 
+def keras_to_tflite(model: Any) -> bytes:
+    """Convert with built-in ops only, so LiteRT and tflite-runtime (EL7) both run the result."""
+    return to_tflite(model)
+
+
 def to_tflite(model: Any, *, quantize: bool = False) -> bytes:
     """TFLite bytes, built-in ops only; `quantize` stores weights as int8 (dynamic range)."""
-    from toxic_service.convert import keras_to_tflite
-
-    if not quantize:
-        return keras_to_tflite(model)
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return bytes(converter.convert())
 
 
