@@ -1,11 +1,14 @@
-"""The Scorer end to end on the tiny real model: behaviour, one lookup and one model call per batch."""
+"""The Scorer end to end on the tiny real model: behaviour, one lookup and one model call per batch,
+and the served scores equal to the Keras model's own on indexes built here, not by our tokenizer."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import threading
 
+import fixtures_builder
 import numpy as np
 import pytest
 from toxic_service.bundle import load_metadata
@@ -165,7 +168,8 @@ def test_check_ready_reports_a_model_that_cannot_load(tiny_settings, tiny_bundle
     shutil.copytree(tiny_bundle_dir, bundle)
     scorer = build_scorer(tiny_settings.replace(**{"bundle": bundle}))
     (bundle / "model.tflite").write_bytes(b"replaced after start")
-    with pytest.raises(NotReady, match="sha256 differs"):
+    # Whether the checksum (verified at start) or the load itself refuses it, /readyz must say so and name the file.
+    with pytest.raises(NotReady, match=r"the model cannot be loaded: .*model\.tflite"):
         scorer.check_ready()
     scorer.close()
 
@@ -177,3 +181,88 @@ def test_scores_match_the_keras_runtime(scorer, tiny_settings):
     a = np.array([list(r.values()) for r in scorer.score(texts)])
     b = np.array([list(r.values()) for r in keras_scorer.score(texts)])
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+# Texts of lowercase words split by single spaces, so that the reference below can split them with
+# str.split (what Keras' text_to_word_sequence gives for such text) instead of our tokenizer. Each
+# guards something: word order, repeated words, the side padding goes, the end a long text keeps.
+LONG_POLITE_END = "you stupid idiot i will kill you " + " ".join(["the article is good"] * 4) + " thank you for the edit"
+REPEATS = "you are a stupid stupid idiot and i will kill you"
+LONG_RUDE_END = "thank you for the helpful edit " + " ".join(["the article is good"] * 4) + " you stupid idiot"
+REFERENCE_TEXTS = [
+    "you idiot thank you",
+    "thank you you idiot",
+    "idiot idiot idiot you",
+    REPEATS,
+    "i will kill you",
+    "die",
+    "you zxqv idiot blorf",  # unknown words are dropped (the bundle has no oov index)
+    "",
+    " ".join(fixtures_builder.WORDS[: fixtures_builder.MAX_LEN]),  # exactly max_len words
+    " ".join(fixtures_builder.WORDS[: fixtures_builder.MAX_LEN + 1]),  # one more: the first is cut
+    LONG_POLITE_END,
+    LONG_RUDE_END,
+]
+
+
+def reference_indexes(text: str, index: dict[str, int], max_len: int) -> list[int]:
+    """Keras' texts_to_sequences + pad_sequences defaults, written out: known words in order,
+    the last max_len of them, zeros in front."""
+    assert text == text.lower().strip() and "  " not in text, text
+    seq = [index[word] for word in text.split(" ") if word in index][-max_len:] if text else []
+    return [0] * (max_len - len(seq)) + seq
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    pytest.importorskip("tensorflow", reason="TensorFlow (the keras extra) is not installed")
+    return fixtures_builder.build_keras_model()
+
+
+def keras_scores(model, rows: list[list[int]]) -> np.ndarray:
+    return np.asarray(model.predict(np.array(rows, dtype=np.int32), verbose=0), dtype=np.float64)
+
+
+def test_the_fixture_word_table_is_the_vocabulary_file(tiny_sqlite_path, tiny_vocab_pairs):
+    with sqlite3.connect(f"file:{tiny_sqlite_path}?mode=ro", uri=True) as conn:
+        assert dict(conn.execute("SELECT word, idx FROM vocab")) == dict(tiny_vocab_pairs)
+
+
+def test_the_fixture_model_sees_order_repeats_padding_side_and_truncation_end(keras_model, tiny_vocab_pairs):
+    """Without this the end-to-end comparison below could not tell those scorer bugs apart."""
+    index = dict(tiny_vocab_pairs)
+    n = fixtures_builder.MAX_LEN
+
+    def pre(seq):
+        return [0] * (n - len(seq)) + seq
+
+    def post(seq):
+        return seq + [0] * (n - len(seq))
+
+    words = [index[w] for w in REPEATS.split(" ")]
+    deduped = list(dict.fromkeys(words))
+    long = [index[w] for w in LONG_POLITE_END.split()]
+    assert len(long) > n
+    pairs = {
+        "reversed": (pre(words), pre(words[::-1])),
+        "repeats dropped": (pre(words), pre(deduped)),
+        "post-padded": (pre(words), post(words)),
+        "first max_len kept": (long[-n:], long[:n]),
+    }
+    for name, (right, wrong) in pairs.items():
+        a, b = keras_scores(keras_model, [right, wrong])
+        # 1000 times the tolerance of the end-to-end test: a scorer with that bug cannot pass it.
+        assert np.abs(a - b).max() > 0.01, name
+
+
+def test_scorer_end_to_end_equals_the_keras_model_on_independently_built_indexes(scorer, keras_model, tiny_vocab_pairs):
+    """text -> tokenizer -> vocabulary -> padded indexes -> LiteRT, against Keras on indexes made here."""
+    index = dict(tiny_vocab_pairs)
+    expected = keras_scores(keras_model, [reference_indexes(t, index, scorer.metadata.max_len) for t in REFERENCE_TEXTS])
+    served = scorer.score(REFERENCE_TEXTS)
+    got = np.array([[row[label] for label in fixtures_builder.LABELS] for row in served])
+    assert list(served[0]) == list(fixtures_builder.LABELS)
+    for text, want, have in zip(REFERENCE_TEXTS, expected, got, strict=True):
+        np.testing.assert_allclose(have, want, atol=1e-5, rtol=0, err_msg=f"text {text!r}")
+    # The texts differ in what they guard: their scores must too, or one could hide another's bug.
+    assert len({tuple(np.round(row, 4)) for row in got}) == len(REFERENCE_TEXTS)
