@@ -7,7 +7,11 @@ Nothing of toxic-release is mocked. What stands in for the host:
 - a fake `systemctl` (a shell script) that records its calls and, on
   `restart`, remembers which release is "running";
 - a small http.server on loopback that answers /readyz and /detect-toxic the
-  way the running release's baked-in `health.txt` says.
+  way the running release's baked-in `health.txt` says (HEALTH_MODES).
+
+TOXIC_RELEASE_TEST_PYTHON runs the tool with that interpreter instead of its
+#!/usr/bin/python3 (e.g. a Python 3.6, as on EL7); test_host_python.py runs a
+tour of every subcommand under a real 3.6 when one is installed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,18 @@ import pytest
 
 TOOL = Path(__file__).resolve().parents[2] / "roles" / "toxic_service" / "files" / "toxic-release"
 LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+SEVEN_LABELS = (*LABELS, "spam")
+# health.txt mode -> (GET /readyz status, the labels it declares, the labels the probe scores, their score)
+HEALTH_MODES = {
+    "ok": (200, LABELS, LABELS, 0.25),
+    "seven": (200, SEVEN_LABELS, SEVEN_LABELS, 0.25),  # a 7-label bundle: as good as a 6-label one
+    "badscores": (200, LABELS, LABELS[:5], 0.25),  # the probe lacks a label /readyz declares
+    "extralabel": (200, LABELS, SEVEN_LABELS, 0.25),  # the probe scores a label /readyz does not declare
+    "outofrange": (200, LABELS, LABELS, 1.5),
+    "nolabels": (200, None, LABELS, 0.25),  # /readyz declares no labels
+    "notready": (503, None, LABELS, 0.25),
+}
+HOST_PYTHON = os.environ.get("TOXIC_RELEASE_TEST_PYTHON")  # None: the tool's own #! line
 
 MAIN_PY = """import sys
 from pathlib import Path
@@ -111,8 +127,9 @@ class HealthHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         mode = self._mode()
-        if self.path == "/readyz" and mode in ("ok", "badscores"):
-            self._send(200, {"status": "ready"})
+        status, declared, _, _ = HEALTH_MODES.get(mode, (503, None, (), 0.0))
+        if self.path == "/readyz" and status == 200:
+            self._send(200, {"status": "ready", **({"labels": list(declared)} if declared else {})})
         else:
             self._send(503, {"error": {"code": "not_ready", "message": mode}})
 
@@ -120,8 +137,8 @@ class HealthHandler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers["Content-Length"])
         body = json.loads(self.rfile.read(length))
         assert "sequence" in body
-        labels = LABELS if self._mode() == "ok" else LABELS[:5]
-        self._send(200, {"prediction": {label: 0.25 for label in labels}})
+        _, _, scored, value = HEALTH_MODES[self._mode()]
+        self._send(200, {"prediction": {label: value for label in scored}})
 
 
 @pytest.fixture(scope="session")
@@ -189,12 +206,14 @@ def host(tmp_path: Path, seeded_env: Path):
 
 
 class Host:
-    def __init__(self, base: Path, root: Path, state: Path, config: Path) -> None:
+    def __init__(self, base: Path, root: Path, state: Path, config: Path, python: str | None = HOST_PYTHON) -> None:
         self.base, self.root, self.state, self.config = base, root, state, config
+        self.python = python  # the interpreter that runs toxic-release (None: its #! line)
 
     def run(self, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "TOXIC_RELEASE_CONFIG": str(self.config), **(env or {})}
-        return subprocess.run([str(TOOL), *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
+        argv = [*([self.python] if self.python else []), str(TOOL), *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
 
     def prepare(self, house: Path) -> Path:
         result = self.run("prepare", "--wheelhouse", str(house), "--revision", house.name)
@@ -291,18 +310,48 @@ def test_a_release_failing_check_is_never_activated_and_is_removed(host: Host) -
     )
 
 
-@pytest.mark.parametrize("health", ["notready", "badscores"])
-def test_an_unhealthy_release_is_switched_back(host: Host, health: str) -> None:
+@pytest.mark.parametrize(
+    ("health", "reason"),
+    [
+        ("notready", "not ready within 3 s"),
+        ("badscores", "(missing: identity_hate; not declared: none)"),
+        ("extralabel", "(missing: none; not declared: spam)"),
+        ("outofrange", "score toxic=1.5 is not a number in [0, 1]"),
+        ("nolabels", "/readyz must declare `labels`"),
+    ],
+)
+def test_an_unhealthy_release_is_switched_back(host: Host, health: str, reason: str) -> None:
     good = host.deploy(make_wheelhouse(host.base, "good"))
     bad = host.prepare(make_wheelhouse(host.base, "sick", health=health))
     result = host.run("activate", str(bad))
     assert result.returncode == 1
+    assert reason in result.stderr
     assert f"switched back to {good.name}, which is healthy" in result.stderr
     assert host.current() == f"releases/{good.name}"
     assert (host.state / "running").read_text().strip() == str(good.resolve())
     assert host.calls().count("restart toxic-service.service") == 3
     assert not bad.exists()
     assert host.log()[-1]["result"] == "failed"
+
+
+def test_labels_come_from_the_served_bundle_not_a_count(host: Host) -> None:
+    """Six labels, then seven: the health check takes /readyz's labels; then a 6-label /readyz with a
+    7-label probe is refused by name, and the 7-label release stays current."""
+    host.deploy(make_wheelhouse(host.base, "six"))
+    seven = host.prepare(make_wheelhouse(host.base, "seven", health="seven"))
+    result = host.run("activate", seven.name)
+    assert result.returncode == 0, result.stderr
+    assert "probe scored the 7 labels /readyz declares (toxic, severe_toxic, obscene, threat, insult, identity_hate, spam)" in (
+        result.stderr
+    )
+    assert host.current() == f"releases/{seven.name}"
+
+    mismatch = host.prepare(make_wheelhouse(host.base, "mismatch", health="extralabel"))
+    result = host.run("activate", mismatch.name)
+    assert result.returncode == 1
+    assert f"the probe scored labels {list(SEVEN_LABELS)} but /readyz declares {list(LABELS)}" in result.stderr
+    assert host.current() == f"releases/{seven.name}"
+    assert (host.state / "running").read_text().strip() == str(seven.resolve())
 
 
 def test_a_failing_first_release_leaves_no_current_and_stops_the_service(host: Host) -> None:
@@ -328,6 +377,66 @@ def test_rollback_refuses_without_an_older_release_then_goes_back(host: Host) ->
     assert host.log()[-1]["action"] == "rollback"
     result = host.run("rollback", "no-such-release")
     assert result.returncode == 1 and "no release 'no-such-release'" in result.stderr
+
+
+def test_rollback_picks_the_release_before_the_current_one_not_a_newer_prepared_one(host: Host) -> None:
+    """A prepare whose activate never ran (a deploy cut short) leaves a newer release behind:
+    "the previous release" is still the one before the current one."""
+    first = host.deploy(make_wheelhouse(host.base, "one"))
+    second = host.deploy(make_wheelhouse(host.base, "two"))
+    left_behind = host.prepare(make_wheelhouse(host.base, "three"))
+    assert host.releases() == [first.name, second.name, left_behind.name]
+    result = host.run("rollback")
+    assert result.returncode == 0, result.stderr
+    assert host.current() == f"releases/{first.name}"
+    assert (host.state / "running").read_text().strip() == str(first.resolve())
+    last = host.log()[-1]
+    assert (last["action"], last["release"], last["previous"], last["result"]) == ("rollback", first.name, second.name, "ok")
+
+
+def test_restart_restarts_and_health_checks_the_current_release(host: Host) -> None:
+    result = host.run("restart")
+    assert result.returncode == 1 and "nothing to restart: no current release" in result.stderr
+    release = host.deploy(make_wheelhouse(host.base, "good"))
+    calls = len(host.calls())
+    result = host.run("restart")
+    assert result.returncode == 0, result.stderr
+    assert f"{release.name} is live: ready via" in result.stderr
+    assert host.calls()[calls:] == ["reset-failed toxic-service.service", "restart toxic-service.service"]
+    assert host.current() == f"releases/{release.name}"
+    last = host.log()[-1]
+    assert (last["action"], last["release"], last["previous"], last["result"]) == ("restart", release.name, release.name, "ok")
+
+
+def test_restart_that_fails_its_health_check_keeps_the_release_and_says_so(host: Host) -> None:
+    """The handler path: a re-run of site.yml restarts the current release; when it comes back
+    unhealthy (here: its probe now lacks a label) the run fails, naming the release, and nothing is
+    removed or switched: it was live before, and there is no better release to pick blindly."""
+    older = host.deploy(make_wheelhouse(host.base, "older"))
+    release = host.deploy(make_wheelhouse(host.base, "good"))
+    (release / "lib" / "toxic_service" / "health.txt").write_text("badscores\n")
+    result = host.run("restart")
+    assert result.returncode == 1
+    assert f"restart of the current release {release.name} failed its health check" in result.stderr
+    assert "(missing: identity_hate; not declared: none)" in result.stderr
+    assert host.current() == f"releases/{release.name}"
+    assert release.is_dir() and older.is_dir()
+    assert host.calls()[-2:] == ["reset-failed toxic-service.service", "restart toxic-service.service"]
+    last = host.log()[-1]
+    assert (last["action"], last["release"], last["result"]) == ("restart", release.name, "failed")
+    assert "identity_hate" in last["message"]
+
+
+def test_restart_of_a_release_that_fails_check_restarts_nothing(host: Host) -> None:
+    release = host.deploy(make_wheelhouse(host.base, "good"))
+    calls = host.calls()
+    (release / "lib" / "toxic_service" / "check.txt").write_text("4\n")
+    result = host.run("restart")
+    assert result.returncode == 1
+    assert f"{release.name} not activated: `toxic-service check` of {release.name} failed (exit 4)" in result.stderr
+    assert host.calls() == calls, "a refused restart must not touch the running service"
+    assert host.current() == f"releases/{release.name}" and release.is_dir(), "a release that was live is kept"
+    assert host.log()[-1]["result"] == "refused"
 
 
 def make_bundle(base: Path, content: bytes) -> Path:
@@ -408,7 +517,7 @@ def test_a_second_deploy_waits_for_the_lock(host: Host) -> None:
     with open(host.root / "shared" / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         proc = subprocess.Popen(
-            [str(TOOL), "prepare", "--wheelhouse", str(house)],
+            [*([host.python] if host.python else []), str(TOOL), "prepare", "--wheelhouse", str(house)],
             env={**os.environ, "TOXIC_RELEASE_CONFIG": str(host.config)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
