@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# What `make demo`, `make test` and .ci/run need from the machine itself, in one place:
+# Debian packages (looked up by the command each provides, so nothing installed is
+# installed again) and a running Docker engine.
+#
+#   tools/host_deps.sh [--for "make demo"] [--pid-file FILE]
+#
+# As root: installs what is missing (apt-get) and starts dockerd when nothing answers.
+# That dockerd runs in its own session, so it outlives this script and the make run
+# (and a Ctrl-C in it); the PID and log path are printed. --pid-file writes that PID
+# to FILE (left empty when the engine was already running): .ci/run uses it to stop
+# the engine it started, and only that one.
+# As anyone else: changes nothing; when something is missing, prints the exact
+# commands to run as root and exits 1. With everything present it does nothing.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+for_cmd="make demo"
+pid_file=
+
+die() { echo "host_deps: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --for) for_cmd=${2:?--for needs the command being run, e.g. \"make demo\"}; shift 2 ;;
+        --pid-file) pid_file=${2:?--pid-file needs a file name}; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+[ -z "$pid_file" ] || : >"$pid_file"
+
+# package:command. docker.io brings both the engine and the client.
+pairs=(docker.io:dockerd docker.io:docker debootstrap:debootstrap chromium:chromium
+       chromium-driver:chromedriver curl:curl wrk:wrk openssh-client:ssh rsync:rsync)
+missing=()
+add_missing() { [[ " ${missing[*]-} " == *" $1 "* ]] || missing+=("$1"); }
+for pair in "${pairs[@]}"; do
+    command -v "${pair#*:}" >/dev/null 2>&1 || add_missing "${pair%%:*}"
+done
+# The Makefile makes its toolchain with `$(PYTHON) -m venv`; Debian ships ensurepip,
+# which venv needs, separately in python3-venv.
+python=${PYTHON:-python3}
+if command -v "$python" >/dev/null 2>&1 && ! "$python" -c 'import ensurepip' >/dev/null 2>&1; then
+    add_missing python3-venv
+fi
+
+engine_error() { docker info 2>&1 >/dev/null; }
+engine_up() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    problems=()
+    fixes=()
+    if ((${#missing[@]})); then
+        problems+=("missing Debian packages: ${missing[*]}")
+        fixes+=("sudo apt-get install -y --no-install-recommends ${missing[*]}")
+    fi
+    if ! engine_up; then
+        if command -v docker >/dev/null 2>&1 && engine_error | grep -qi 'permission denied'; then
+            problems+=("the Docker engine runs, but user $(id -un) may not use it")
+            fixes+=("sudo usermod -aG docker $(id -un)   # then log in again")
+        else
+            problems+=("the Docker engine is not running")
+            fixes+=("sudo sh -c 'dockerd >/var/log/dockerd.log 2>&1 &'")
+        fi
+    fi
+    ((${#problems[@]})) || exit 0
+    {
+        echo "host_deps: \`$for_cmd\` needs what only root can set up on this machine:"
+        printf '  - %s\n' "${problems[@]}"
+        echo "Run:"
+        printf '  %s\n' "${fixes[@]}"
+        echo "or run the whole command as root: sudo $for_cmd"
+    } >&2
+    exit 1
+fi
+
+if ((${#missing[@]})); then
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing ${missing[*]}, and there is no apt-get to install them (this expects Debian 12)"
+    echo "host_deps: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! engine_up; then
+    mkdir -p "$here/.cache"
+    log=$here/.cache/dockerd.log
+    echo "host_deps: starting dockerd (log $log)"
+    # Its own session: a Ctrl-C in make (sent to make's process group) does not reach it.
+    setsid dockerd >"$log" 2>&1 </dev/null &
+    pid=$!
+    for _ in $(seq 1 60); do engine_up && break; sleep 0.5; done
+    if ! engine_up; then
+        tail -n 30 "$log" >&2 || true
+        kill "$pid" 2>/dev/null || true
+        die "dockerd did not answer within 30 s (log $log)"
+    fi
+    [ -z "$pid_file" ] || echo "$pid" >"$pid_file"
+    echo "host_deps: dockerd is running (PID $pid, log $log); it keeps running after this run: stop it with \`kill $pid\`"
+fi
