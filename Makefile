@@ -17,11 +17,16 @@ export TOXIC_ASSETS_CACHE := $(CACHE)
 export XDG_CACHE_HOME := $(CACHE)
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv assets wheelhouse image up down demo lint test test-app test-molecule test-deploy \
+.PHONY: help host-deps venv assets wheelhouse image up down demo lint test test-app test-molecule test-deploy \
         test-reliability bench soak clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
+
+# Debian packages and the Docker engine, the same script .ci/run calls: as root it installs
+# and starts what is missing; as anyone else it says what to run as root.
+host-deps: ## Debian packages (docker.io, debootstrap, chromium, ...) and a running Docker engine
+	tools/host_deps.sh --for "make $(or $(MAKECMDGOALS),host-deps)"
 
 $(STAMP): requirements.txt app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +42,7 @@ assets: $(STAMP) ## demo model bundles and vocabularies into .cache/ (idempotent
 wheelhouse: $(STAMP) ## the app wheel and every dependency for the target host
 	tools/build_wheelhouse.sh
 
-image: $(STAMP) ## the Debian 12 systemd test image, built offline (debootstrap)
+image: host-deps $(STAMP) ## the Debian 12 systemd test image, built offline (debootstrap)
 	$(BIN)/python tools/local_host.py image
 
 up: image ## start the local 1 GB test host (nginx on 127.0.0.1:8080, ssh on 127.0.0.1:2222)
@@ -46,7 +51,7 @@ up: image ## start the local 1 GB test host (nginx on 127.0.0.1:8080, ssh on 127
 down: ## remove the local test host
 	$(BIN)/python tools/local_host.py down
 
-demo: assets wheelhouse up ## provision the local host with site.yml and score a real comment
+demo: host-deps assets wheelhouse up ## provision the local host with site.yml and score a real comment
 	$(BIN)/ansible-playbook -i inventory/local site.yml
 	@echo; echo '$$ curl -s -X POST http://127.0.0.1:8080/detect-toxic -H "Content-Type: application/json" \'
 	@echo "    -d '{\"sequence\": \"I will kill you, you idiot!\"}'"
@@ -62,21 +67,21 @@ lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
 test-app: assets ## pytest: app unit, integration (real gunicorn) and browser tests (assets: the real tox-block pickle test)
 	$(BIN)/pytest tests/unit tests/integration tests/browser
 
-test-molecule: assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy
+test-molecule: host-deps assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy
 	HOME=$(CACHE)/home $(BIN)/molecule test -s local
 
-test-deploy: assets wheelhouse ## fab deploy/rollback against a provisioned local host, under load
+test-deploy: host-deps assets wheelhouse ## fab deploy/rollback against a provisioned local host, under load
 	$(BIN)/pytest tests/deploy
 
-test-reliability: assets wheelhouse ## the short reliability profile: load, faults, bad input, security
+test-reliability: host-deps assets wheelhouse ## the short reliability profile: load, faults, bad input, security
 	TOXIC_RELIABILITY_PROFILE=short $(BIN)/pytest tests/reliability
 
-test: lint test-app test-molecule test-deploy test-reliability ## everything that proves it (what .ci/run calls)
+test: host-deps lint test-app test-molecule test-deploy test-reliability ## everything that proves it (what .ci/run calls)
 
-soak: assets wheelhouse ## the full reliability run (10 minutes of load); figures into docs/reliability.md
+soak: host-deps assets wheelhouse ## the full reliability run (10 minutes of load); figures into docs/reliability.md
 	TOXIC_RELIABILITY_PROFILE=full $(BIN)/pytest tests/reliability
 
-bench: assets ## every benchmark under bench/, results into docs/benchmarks.md
+bench: host-deps assets ## every benchmark under bench/, results into docs/benchmarks.md
 	$(BIN)/python -m bench
 
 clean: down ## remove the local host and build outputs (keeps downloaded caches)
