@@ -10,8 +10,10 @@
 # Defaults match Debian 12 (CPython 3.11, glibc 2.36, x86_64). pip 23 does not
 # expand a manylinux_2_X tag to older glibc levels, so every level from 2.17
 # up to --glibc is passed; --platform (repeatable) replaces that list.
-# TensorFlow is never included: the `keras` extra is refused here because it
-# does not fit the 1 GB host (build that wheelhouse by hand if you mean it).
+# --extra mongodb adds pymongo (the app's `mongodb` extra): a host whose
+# toxic_vocab_backend is mongodb needs it. TensorFlow is never included: the
+# `keras` extra is refused here because it does not fit the 1 GB host (build
+# that wheelhouse by hand if you mean it).
 # Dependencies are cached: wheels already in DIR are reused, and the final set
 # is exactly what the resolver picked (stale wheels from older builds go).
 set -euo pipefail
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
         --glibc) glibc=${2:?--glibc needs a value like 2.36}; shift 2 ;;
         --arch) arch=${2:?--arch needs a value like x86_64}; shift 2 ;;
         --extra) extras+=("${2:?--extra needs a name}"); shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -43,8 +45,8 @@ done
 for e in "${extras[@]}"; do
     case "$e" in
         keras) die "--extra keras pulls TensorFlow (~600 MB per worker); not for the 1 GB host" ;;
-        tflite|import) ;;
-        *) die "unknown extra: $e (tflite or import)" ;;
+        tflite|import|mongodb) ;;
+        *) die "unknown extra: $e (tflite, import or mongodb)" ;;
     esac
 done
 [[ $glibc =~ ^2\.[0-9]+$ ]] || die "--glibc must look like 2.36, got: $glibc"
