@@ -8,13 +8,25 @@ prometheus_client writes each worker's values to files in that directory and
 
 prometheus_client picks its storage when it is first imported, so the
 environment variable must be set before the worker imports this module.
+
+`toxic_build_info{version,revision,model}` (always 1) says what answers: it is
+made at each scrape from the package, the release and the bundle, not stored,
+so it reads the same in both modes.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+import toxic_service
+from toxic_service.bundle import load_metadata
+from toxic_service.errors import ToxicServiceError
 
 # Metric objects are process-wide: several create_app() calls (tests) share them.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -60,16 +72,101 @@ SCORER_BUILDS = Counter(
 )
 
 
+UNKNOWN = "unknown"
+REVISION_VARIABLE = "TOXIC_REVISION"
+
+
+def revision() -> str:
+    """TOXIC_REVISION, else the REVISION file of the release this package is installed in, else "unknown".
+
+    toxic-release installs the app into <release>/lib and writes <release>/REVISION
+    (the deployed commit) beside it; a checkout or a plain venv has neither.
+    """
+    value = os.environ.get(REVISION_VARIABLE, "").strip()
+    if value:
+        return value
+    release = Path(toxic_service.__file__).resolve().parents[2]
+    try:
+        return (release / "REVISION").read_text(encoding="utf-8").strip() or UNKNOWN
+    except OSError:
+        return UNKNOWN
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle_id(bundle_dir: Path, metadata_mtime_ns: int) -> str:
+    """The id `toxic-release add-model` names shared/models/<id> by: sha256 of "name<TAB>sha256<LF>" lines.
+
+    The model files' digests come from metadata.json (verified when the worker loaded
+    them), so only the small files are read here.
+    """
+    listed = load_metadata(bundle_dir).model_files
+    lines = []
+    for path in sorted(bundle_dir.iterdir()):
+        if path.is_file() and not path.is_symlink():
+            digest = listed.get(path.name) or hashlib.sha256(path.read_bytes()).hexdigest()
+            lines.append(f"{path.name}\t{digest}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
+
+
+def bundle_id(bundle_dir: Path) -> str:
+    """The bundle's id, or "unknown" when it cannot be read (the worker then is not ready either)."""
+    resolved = Path(bundle_dir).resolve()
+    try:
+        return _bundle_id(resolved, (resolved / "metadata.json").stat().st_mtime_ns)
+    except (OSError, ToxicServiceError):
+        return UNKNOWN
+
+
+def _served_bundle_dir() -> Path | None:
+    """The bundle of the app handling this request (create_app's settings), if any."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return None
+    settings = current_app.extensions.get("toxic_service.settings")
+    return settings.bundle_dir if settings is not None else None
+
+
+def build_info_registry(bundle_dir: Path | None) -> CollectorRegistry:
+    """A registry holding only toxic_build_info for this package, release and bundle."""
+    info = GaugeMetricFamily(
+        "toxic_build_info",
+        "What is serving: package version, release revision, model bundle id. Always 1.",
+        labels=("version", "revision", "model"),
+    )
+    info.add_metric(
+        (toxic_service.__version__, revision(), bundle_id(bundle_dir) if bundle_dir is not None else UNKNOWN), 1
+    )
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_Fixed(info))
+    return registry
+
+
+class _Fixed:
+    """A collector that yields one prepared metric family."""
+
+    def __init__(self, family: GaugeMetricFamily) -> None:
+        self._family = family
+
+    def collect(self):
+        yield self._family
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text for /metrics: all workers' values in multiprocess mode."""
+def render(bundle_dir: Path | None = None) -> tuple[bytes, str]:
+    """The exposition text for /metrics: all workers' values in multiprocess mode, and toxic_build_info.
+
+    bundle_dir defaults to the bundle of the app handling the current request.
+    """
     if multiprocess_dir():
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    else:
+        registry = REGISTRY
+    info = build_info_registry(bundle_dir if bundle_dir is not None else _served_bundle_dir())
+    return generate_latest(registry) + generate_latest(info), CONTENT_TYPE_LATEST
