@@ -18,7 +18,7 @@ export XDG_CACHE_HOME := $(CACHE)
 STAMP := $(VENV)/.installed
 
 .PHONY: help host-deps venv assets wheelhouse image up down demo lint test test-app test-molecule test-deploy \
-        test-reliability bench soak clean
+        test-reliability test-firewalld bench soak clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,8 +59,9 @@ demo: host-deps assets wheelhouse up ## provision the local host with site.yml a
 	    -d '{"sequence": "I will kill you, you idiot!"}' | $(BIN)/python -m json.tool --sort-keys
 	@echo; echo "Open http://127.0.0.1:8080/ to type a comment and see its six scores."
 
-lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
+lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile), vermin: host-side Python runs on 3.6
 	$(BIN)/ruff check .
+	$(BIN)/python tools/host_python_files.py check
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production
 
@@ -70,13 +71,16 @@ test-app: assets ## pytest: app unit, integration (real gunicorn) and browser te
 test-molecule: host-deps assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy
 	HOME=$(CACHE)/home $(BIN)/molecule test -s local
 
+test-firewalld: image ## molecule test -s firewalld: the firewall role's firewalld path, checked from a neighbour
+	HOME=$(CACHE)/home $(BIN)/molecule test -s firewalld
+
 test-deploy: host-deps assets wheelhouse ## fab deploy/rollback against a provisioned local host, under load
 	$(BIN)/pytest tests/deploy
 
 test-reliability: host-deps assets wheelhouse ## the short reliability profile: load, faults, bad input, security
 	TOXIC_RELIABILITY_PROFILE=short $(BIN)/pytest tests/reliability
 
-test: host-deps lint test-app test-molecule test-deploy test-reliability ## everything that proves it (what .ci/run calls)
+test: host-deps lint test-app test-molecule test-firewalld test-deploy test-reliability ## everything that proves it (what .ci/run calls)
 
 soak: host-deps assets wheelhouse ## the full reliability run (10 minutes of load); figures into docs/reliability.md
 	TOXIC_RELIABILITY_PROFILE=full $(BIN)/pytest tests/reliability
