@@ -24,6 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The project's one percentile (tools/loadgen.py also runs inside the test hosts); re-exported for the benchmarks.
+from tools.loadgen import percentile
+
+__all__ = ["DOCS", "REPO", "Section", "Target", "machine", "median", "ms", "percentile", "render", "replace_section", "table"]
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
 
@@ -73,19 +78,10 @@ def machine() -> str:
     )
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100), like numpy's default."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 def median(values: Sequence[float]) -> float:
-    return percentile(values, 50)
+    """The 50th percentile; NaN for no values (as before percentile moved to tools/loadgen.py)."""
+    value = percentile(values, 50)
+    return math.nan if value is None else value
 
 
 def ms(seconds: float) -> str:

@@ -8,29 +8,26 @@ wheel, uploading what changed, `toxic-release prepare` (the dependency env is
 reused), `toxic-service check`, the switch, the graceful restart and the health
 check through nginx. Rollbacks alternate between the previous release and the
 newest one by name, timed the same way. A constant 40 requests/s of scoring
-requests runs through nginx inside the container all along (tests/loadgen.py),
-and every failed request is counted. The container is removed at the end.
+requests runs through nginx inside the container all along (tools/loadgen.py,
+started once its first request has succeeded), and every failed request is
+counted. The container is removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-from bench import REPO, Section, Target, median, table
-
-sys.path.insert(0, str(REPO / "tests" / "deploy"))
-
-from fabhost import FabHost, SourceRepo  # noqa: E402
+from bench import Section, Target, median, table
+from tools.fabhost import LOAD_RATE, FabHost, SourceRepo
 
 NAME = "deploy"
 COMMAND = ".venv/bin/python -m bench deploy"
 DEPLOY_TARGET_S = 30.0
 ROLLBACK_TARGET_S = 5.0
-RATE = 40.0
+RATE = LOAD_RATE
 
 
 def _load_average() -> str:
@@ -82,22 +79,22 @@ def _check(result, what: str) -> None:
 def _section(args, runs: int, provision: float, deploys: list[dict], rollbacks: list[dict], load_before: str) -> Section:
     deploy_median = median([d["seconds"] for d in deploys])
     rollback_median = median([r["seconds"] for r in rollbacks])
-    failed = sum(x["load"].get("failed", 1) for x in deploys + rollbacks)
+    failed = sum(x["load"].get("errors", 1) for x in deploys + rollbacks)
     sent = sum(x["load"].get("sent", 0) for x in deploys + rollbacks)
     rows = [
-        (f"deploy {i + 1}", f"{d['seconds']:.1f} s", d["load"].get("sent"), d["load"].get("failed"),
-         f"{d['load'].get('latency_ms', {}).get('max')} ms")
+        (f"deploy {i + 1}", f"{d['seconds']:.1f} s", d["load"].get("sent"), d["load"].get("errors"),
+         f"{d['load'].get('max_ms')} ms")
         for i, d in enumerate(deploys)
     ] + [
-        (f"rollback {i + 1} ({r['what']})", f"{r['seconds']:.1f} s", r["load"].get("sent"), r["load"].get("failed"),
-         f"{r['load'].get('latency_ms', {}).get('max')} ms")
+        (f"rollback {i + 1} ({r['what']})", f"{r['seconds']:.1f} s", r["load"].get("sent"), r["load"].get("errors"),
+         f"{r['load'].get('max_ms')} ms")
         for i, r in enumerate(rollbacks)
     ]
     body = f"""
 {runs} code-only deploys and {runs} rollbacks, one after another, against a Debian 12 systemd container (1 GB,
 `tools/local_host.py`), provisioned with `site.yml` ({provision:.0f} s). Times are the wall time of the whole `fab`
 command on the controller, medians over the runs; see `bench/deploy.py` for what a run includes. During every run
-{RATE:.0f} scoring requests/s went through nginx inside the container (`tests/loadgen.py`, open loop):
+{RATE:.0f} scoring requests/s went through nginx inside the container (`tools/loadgen.py`, open loop):
 **{failed} of {sent} failed** in total. The longest request of a run is the one that waited in the listening
 socket while gunicorn restarted (systemd holds the socket, so it queues instead of failing).
 

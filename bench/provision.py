@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import REPO, Section, Target, median, table
+from tools.local_host import Instance, LocalHostError
 
 NAME = "provision"
 COMMAND = ".venv/bin/python -m bench provision"
@@ -101,14 +102,16 @@ def load_comments(path: Path, count: int) -> list[str]:
 
 # --- the test host ------------------------------------------------------------------------------------------
 
-def local_host(command: str, timeout: float = 600) -> float:
-    """`tools/local_host.py <command>` for the benchmark's instance; seconds it took."""
-    args = [sys.executable, str(REPO / "tools" / "local_host.py"), "--name", CONTAINER,
-            "--http-port", str(HTTP_PORT), "--https-port", str(HTTPS_PORT), "--ssh-port", str(SSH_PORT), command]  # fmt: skip
+INSTANCE = Instance(CONTAINER, HTTP_PORT, HTTPS_PORT, SSH_PORT)
+
+
+def local_host(command: str) -> float:
+    """`up` or `down` of the benchmark's instance (tools/local_host.py's Instance); seconds it took."""
     started = time.monotonic()
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"local_host.py {command} failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
+    try:
+        {"up": INSTANCE.up, "down": INSTANCE.down}[command]()
+    except (LocalHostError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"local_host {command} of {CONTAINER} failed: {exc}") from None
     return time.monotonic() - started
 
 
@@ -315,7 +318,7 @@ for pid, (ppid, name, rss_kb, argv) in sorted(table.items()):
         except OSError as exc:
             entry["error"] = str(exc)
         stack.append(entry)
-    elif pid == me or argv == [b"python3", b"-"]:
+    elif pid == me or (len(argv) > 1 and argv[0] == b"python3" and argv[1].endswith(b"/loadgen.py")):
         bench_kb += rss_kb  # this probe and the benchmark's load generator
     else:
         others.append((name, rss_kb))
@@ -377,62 +380,14 @@ def snapshot(cgroup: Path | None, began: float) -> Snapshot:
 
 # --- load, made inside the container ------------------------------------------------------------------------
 
-# The load reuses tests/loadgen.py (the deploy tests' generator), copied into the container: its `one_request`
-# (a real POST /detect-toxic; "ok" = HTTP 200 with six scores in [0, 1]) and `percentile`. Its own `run` is an
-# open loop at a fixed rate with five fixed comments; here the loop is closed (each thread sends its next request
-# when the last one answered, so the figure is what the stack sustains) over real, varied comments.
-LOADGEN = REPO / "tests" / "loadgen.py"
+# The load is tools/loadgen.py's closed loop, copied into the container: each thread sends its next request when
+# the last one answered (so the figure is what the stack sustains), over real, varied comments given on stdin.
+LOADGEN = REPO / "tools" / "loadgen.py"
 LOADGEN_IN_CONTAINER = "/root/toxic-bench"
-LOAD_SCRIPT = r"""
-import collections, sys, threading, time, urllib.parse
-sys.path.insert(0, LOADGEN_DIR)
-import loadgen
-
-target = urllib.parse.urlsplit("http://127.0.0.1/")
-bodies = [json.dumps({"sequence": text}).encode() for text in COMMENTS]
-lock = threading.Lock()
-issued = [0]
-latencies, outcomes, first_failures = [], collections.Counter(), []
-stop_at = time.monotonic() + CONFIG["seconds"]
-
-def worker(first):
-    n = first
-    for _ in range(CONFIG["max_requests"]):
-        with lock:
-            if issued[0] >= CONFIG["max_requests"] or time.monotonic() >= stop_at:
-                break
-            issued[0] += 1
-        body = bodies[n % len(bodies)]
-        n += CONFIG["threads"]
-        began = time.monotonic()
-        outcome = loadgen.one_request(target, "localhost", body, 30.0)
-        elapsed = time.monotonic() - began
-        with lock:
-            outcomes[outcome] += 1
-            if outcome == "ok":
-                latencies.append(elapsed)
-            elif len(first_failures) < 5:
-                first_failures.append(outcome)
-
-threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(CONFIG["threads"])]
-began = time.monotonic()
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join(timeout=CONFIG["seconds"] + 40)
-elapsed = time.monotonic() - began
-ok = outcomes.pop("ok", 0)
-print(json.dumps({"seconds": elapsed, "ok": ok, "errors": sum(outcomes.values()), "failures": dict(outcomes),
-                  "error_samples": first_failures, "rps": ok / elapsed if elapsed else 0.0,
-                  "p50_ms": 1000 * (loadgen.percentile(latencies, 50) or 0.0),
-                  "p99_ms": 1000 * (loadgen.percentile(latencies, 99) or 0.0),
-                  "stuck_threads": sum(t.is_alive() for t in threads)}))
-"""
 
 
 def run_load(comments: list[str], profile: Profile, cgroup: Path | None) -> tuple[dict[str, Any], list[Snapshot]]:
     """The load script in the container, memory sampled every 2 s from outside it; (load result, samples)."""
-    config = {"seconds": profile.load_seconds, "threads": profile.load_threads, "max_requests": profile.load_max_requests}
     if not LOADGEN.is_file():
         raise SystemExit(f"bench provision uses the load generator {LOADGEN.relative_to(REPO)}, which is missing")
     docker_exec("mkdir", "-p", LOADGEN_IN_CONTAINER)
@@ -440,19 +395,17 @@ def run_load(comments: list[str], profile: Profile, cgroup: Path | None) -> tupl
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     if copied.returncode != 0:
         raise RuntimeError(f"could not copy {LOADGEN.name} into {CONTAINER}: {copied.stderr.strip()}")
-    # The data travel inside the script (stdin is the script): JSON texts as Python string literals.
-    script = (
-        f"import json\nLOADGEN_DIR = {LOADGEN_IN_CONTAINER!r}\n"
-        f"COMMENTS = json.loads({json.dumps(comments)!r})\nCONFIG = json.loads({json.dumps(config)!r})\n"
-    ) + LOAD_SCRIPT
     began = time.monotonic()
-    deadline = began + profile.load_seconds + 90  # the script's own bound is seconds + 40
-    proc = subprocess.Popen(["docker", "exec", "-i", CONTAINER, "python3", "-"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = began + profile.load_seconds + 90  # the generator's own bound is its duration + the 30 s timeout
+    cmd = ["docker", "exec", "-i", CONTAINER, "python3", f"{LOADGEN_IN_CONTAINER}/loadgen.py", "--connection", "close",
+           "--timeout", "30", "--comments-file", "-", "closed", "--threads", str(profile.load_threads),
+           "--duration", str(profile.load_seconds), "--max-requests", str(profile.load_max_requests)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    comments_json = json.dumps(comments)  # the generator's stdin (--comments-file -)
     collected: dict[str, str] = {}
 
     def talk() -> None:
-        out, err = proc.communicate(script)
+        out, err = proc.communicate(comments_json)
         collected.update(stdout=out, stderr=err)
 
     talker = threading.Thread(target=talk, daemon=True)
@@ -476,7 +429,7 @@ def run_load(comments: list[str], profile: Profile, cgroup: Path | None) -> tupl
             proc.kill()  # our own `docker exec` client, by its Popen handle
             proc.wait(timeout=30)
     if talker.is_alive() or proc.returncode != 0 or not collected.get("stdout", "").strip():
-        raise RuntimeError(f"the load script failed (exit {proc.returncode}): {collected.get('stderr', '')[-800:]}")
+        raise RuntimeError(f"the load generator failed (exit {proc.returncode}): {collected.get('stderr', '')[-800:]}")
     return json.loads(collected["stdout"].strip().splitlines()[-1]), samples
 
 
@@ -531,8 +484,8 @@ def run(args: argparse.Namespace) -> Section:
 
     started = time.monotonic()
     try:
-        local_host("down", timeout=120)
-        up_seconds = local_host("up", timeout=900)
+        local_host("down")
+        up_seconds = local_host("up")
         fresh = converge("fresh", CONVERGE_TIMEOUT_S)
         reruns = [converge(f"rerun-{i + 1}", RERUN_TIMEOUT_S) for i in range(profile.reruns)]
 
@@ -550,7 +503,7 @@ def run(args: argparse.Namespace) -> Section:
     finally:
         load_after = os.getloadavg()
         try:
-            local_host("down", timeout=120)
+            local_host("down")
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"bench provision: could not remove {CONTAINER}: {exc}", file=sys.stderr)
     elapsed = time.monotonic() - started
@@ -677,10 +630,11 @@ checks); **peak** = the sample with the largest stack RSS sum during the load (t
 Largest other processes in the container when idle (RSS): {", ".join(f"{name} {_mb(kb)}" for name, kb in idle.other_largest)}.
 
 Load: {profile.load_threads} threads inside the container in a closed loop (each sends its next request when the last
-one answered), each request `tests/loadgen.py`'s `one_request` (a new connection to nginx on `127.0.0.1:80`,
-loopback being exempt from nginx's per-client rate limit; `POST /detect-toxic`, counted ok only for HTTP 200 with six
-scores in [0, 1]), one comment per request, cycling through {len(comments)} real comments drawn at random (fixed seed)
-from the insults test file; bounded by {profile.load_seconds:.0f} s and {profile.load_max_requests:,} requests.
+one answered; `tools/loadgen.py closed`), each request on a new connection to nginx on `127.0.0.1:80` (loopback
+being exempt from nginx's per-client rate limit; `POST /detect-toxic`, counted ok only for HTTP 200 with a score in
+[0, 1] for each label the service's `/readyz` announces), one comment per request, cycling through
+{len(comments)} real comments drawn at random (fixed seed) from the insults test file; bounded by
+{profile.load_seconds:.0f} s and {profile.load_max_requests:,} requests.
 Result: **{load["ok"]:,} answered in {load["seconds"]:.1f} s ({load["rps"]:.0f} requests/s), {load["errors"]}
 errors**; latency p50
 {load["p50_ms"]:.1f} ms, p99 {load["p99_ms"]:.1f} ms (the load generator shares the container's CPUs with the

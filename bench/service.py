@@ -21,15 +21,12 @@ The TensorFlow side runs in a child process (`python -m bench.service
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import http.client
 import json
 import os
 import random
 import re
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -43,6 +40,7 @@ from typing import Any
 from toxic_service.convert import sha256_file
 
 from bench import REPO, Section, Target, median, ms, percentile, table
+from tools import serve_local
 
 NAME = "service"
 COMMAND = ".venv/bin/python -m bench service"
@@ -515,27 +513,6 @@ def ensure_unrolled_bundle(paths: Paths) -> Path:
     return _bench_bundle(paths, "unrolled", ["--unrolled"], "the unrolled graph needs the source model")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 (after the parenthesised command, which may hold spaces) is the parent PID.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            kids.append(int(entry.name))
-    return kids
-
-
 def _http(port: int, method: str, path: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -549,23 +526,8 @@ def _http(port: int, method: str, path: str, body: Any = None, timeout: float = 
         conn.close()
 
 
-def _stop(master: subprocess.Popen, workers: list[int]) -> None:
-    """TERM the master we started (gunicorn stops its workers), bounded; KILL by PID what is left."""
-    if master.poll() is None:
-        master.send_signal(signal.SIGTERM)
-        try:
-            master.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            master.kill()
-            master.wait(timeout=10)
-    for pid in workers:
-        with contextlib.suppress(ProcessLookupError):  # gone already, unless gunicorn left it behind
-            os.kill(pid, signal.SIGKILL)
-
-
 def measure_server(paths: Paths, runtime: str, bundle: Path, comments: Sequence[str], profile: Profile) -> dict[str, Any]:
     """Start `toxic-service serve` (1 worker) on loopback, warm it, time requests, read VmRSS, stop it."""
-    port = _free_port()
     metrics_dir = Path(tempfile.mkdtemp(prefix=f"metrics-{runtime}-", dir=paths.work))
     env = dict(
         os.environ,
@@ -578,30 +540,18 @@ def measure_server(paths: Paths, runtime: str, bundle: Path, comments: Sequence[
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         TF_CPP_MIN_LOG_LEVEL="2",
     )
-    log = open(paths.work / f"serve-{runtime}.log", "w")  # noqa: SIM115 - closed in finally
-    master = subprocess.Popen(
-        [sys.executable, "-m", "toxic_service", "serve", "--workers", "1", "--bind", f"127.0.0.1:{port}"],
-        env=env, stdout=log, stderr=log, cwd=paths.work,
-    )  # fmt: skip
-    workers: list[int] = []
+    log = paths.work / f"serve-{runtime}.log"
+    log.write_text("")  # this run's log only (serve_local appends)
+    server = serve_local.start(env, log, workers=1, wait=False, cwd=paths.work)
+    port = server.port
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if master.poll() is not None:
-                raise RuntimeError(f"toxic-service serve ({runtime}) exited with {master.returncode}; see {log.name}")
-            try:
-                status, _ = _http(port, "GET", "/readyz", timeout=60)
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"toxic-service serve ({runtime}) not ready within 120 s; see {log.name}")
-            time.sleep(0.2)
-        ready_seconds = 120 - (deadline - time.monotonic())
-        workers = _children(master.pid)
+        try:
+            ready_seconds = server.wait_ready(timeout=120)
+        except RuntimeError as exc:
+            raise RuntimeError(f"toxic-service serve ({runtime}): {exc}") from None
+        workers = server.worker_pids()
         if len(workers) != 1:
-            raise RuntimeError(f"expected 1 worker under gunicorn master {master.pid}, found {workers}")
+            raise RuntimeError(f"expected 1 worker under gunicorn master {server.pid}, found {workers}")
 
         def post(body: Any) -> None:
             status, answer = _http(port, "POST", "/detect-toxic", body)
@@ -632,15 +582,14 @@ def measure_server(paths: Paths, runtime: str, bundle: Path, comments: Sequence[
         return {
             "after_singles": after_singles,
             "worker": _rss_kb(workers[0]),
-            "master": _rss_kb(master.pid),
+            "master": _rss_kb(server.pid),
             "ready_seconds": ready_seconds,
             "singles": singles,
             "batches": batches,
             "requests": 20 + len(singles) + HTTP_BATCH + len(batches),
         }
     finally:
-        _stop(master, workers)
-        log.close()
+        server.stop(timeout=25)
         for leftover in metrics_dir.glob("*"):
             leftover.unlink()
         metrics_dir.rmdir()

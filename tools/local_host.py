@@ -13,6 +13,9 @@ sshd with a key injected for root at creation, published on 127.0.0.1 only.
 Everything the container needs is read from this machine at run time (apt
 mirror, CA certificates); nothing is pulled from a container registry.
 Standard library only, plus the docker CLI.
+
+Importable (the deploy and reliability suites and bench/ use it instead of
+running this script): `Instance("toxic-fab", 18080, 18443, 12222).up()`.
 """
 
 from __future__ import annotations
@@ -42,9 +45,7 @@ KNOWN_HOSTS = SSH_DIR / "known_hosts"
 
 SUITE = "bookworm"
 IMAGE_REPO = "toxic-local-debian12"
-CONTAINER = "toxic-local"
-NETWORK = "toxic-local-net"
-PROBE_CONTAINER = "toxic-local-probe"
+CONTAINER = "toxic-local"  # the default instance's name; its network and probe container are named after it
 # What a minimal cloud image offers Ansible; roles install everything else.
 PACKAGES = (
     "systemd",
@@ -58,10 +59,9 @@ PACKAGES = (
     "ca-certificates",
     "procps",
 )
-# host port on 127.0.0.1 -> container port; `--name`/`--*-port` (or TOXIC_LOCAL_*)
-# run further instances side by side, e.g. for the deploy and reliability suites.
+# `make up`'s instance publishes 8080/8443/2222 on 127.0.0.1; `--name`/`--*-port` (or TOXIC_LOCAL_*, or
+# Instance(...) when imported) run further instances side by side, e.g. for the deploy and reliability suites.
 SSH_PORT = 2222
-PUBLISHED = {8080: 80, 8443: 443, SSH_PORT: 22}
 PROBE_PORTS = (22, 80, 443, 5000, 8000, 8080, 27017)
 # Bump when the recipe below changes in a way the inputs do not show.
 RECIPE_VERSION = "3"
@@ -137,9 +137,8 @@ def require_docker() -> None:
         )
 
 
-def container_state(name: str | None = None) -> dict | None:
-    # Default looked up at call time: --name rebinds CONTAINER after import.
-    proc = run(["docker", "inspect", name or CONTAINER], check=False, timeout=30)
+def container_state(name: str) -> dict | None:
+    proc = run(["docker", "inspect", name], check=False, timeout=30)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout)[0]
@@ -314,7 +313,8 @@ def build_rootfs(rootfs: Path, mirror: str, sources: list[AptSource]) -> None:
         link.symlink_to("/dev/null")
 
 
-def cmd_image(_: argparse.Namespace) -> str:
+def image() -> str:
+    """The image's tag, built first if missing."""
     require_docker()
     sources = host_apt_sources()
     mirror = main_mirror(sources)
@@ -383,112 +383,171 @@ def authorized_keys_tar(public_key: str) -> bytes:
     return buffer.getvalue()
 
 
-def wait_for_systemd(timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    state = "unknown"
-    while time.monotonic() < deadline:
-        proc = run(["docker", "exec", CONTAINER, "systemctl", "is-system-running"], check=False, timeout=15)
-        state = proc.stdout.decode().strip() or "unknown"
-        if state in ("running", "degraded"):
-            return state
-        time.sleep(0.2)
-    raise LocalHostError(f"systemd in {CONTAINER} did not finish booting within {timeout:.0f} s (state: {state}); "
-                         f"see `docker logs {CONTAINER}`")
+@dataclass(frozen=True)
+class Instance:
+    """One local test host: its container, its network and the loopback ports published for it.
 
+    `Instance()` is `make up`'s toxic-local; the deploy and reliability suites and the benchmarks make their own
+    (`Instance("toxic-fab", 18080, 18443, 12222)`) and call `up()` / `down()` directly instead of this script.
+    """
 
-def wait_for_sshd(timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", SSH_PORT), timeout=1) as sock:
-                sock.settimeout(2)
-                if sock.recv(4).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise LocalHostError(f"sshd in {CONTAINER} is not answering on 127.0.0.1:{SSH_PORT} after {timeout:.0f} s")
+    name: str = CONTAINER
+    http_port: int = 8080
+    https_port: int = 8443
+    ssh_port: int = SSH_PORT
 
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"toxic-[a-z0-9-]+", self.name):
+            raise LocalHostError(f"--name {self.name!r}: use toxic-<lowercase letters, digits, dashes>")
+        ports = (self.http_port, self.https_port, self.ssh_port)
+        if len(set(ports)) != 3:
+            raise LocalHostError(f"the HTTP, HTTPS and SSH ports must differ (got {', '.join(map(str, ports))})")
+        if not all(0 < port < 65536 for port in ports):
+            raise LocalHostError(f"ports must be in 1..65535 (got {', '.join(map(str, ports))})")
 
-def record_host_key() -> None:
-    """Trust the host key read through docker (a trusted channel), as a provider's console shows it."""
-    key = docker("exec", CONTAINER, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
-    forget_host_key()
-    with KNOWN_HOSTS.open("a") as known:
-        known.write(f"[127.0.0.1]:{SSH_PORT} {key[0]} {key[1]}\n")
+    @property
+    def network(self) -> str:
+        return f"{self.name}-net"
 
+    @property
+    def probe_container(self) -> str:
+        return f"{self.name}-probe"
 
-def forget_host_key() -> None:
-    """Drop this instance's line; other instances' keys stay trusted."""
-    if KNOWN_HOSTS.exists():
-        prefix = f"[127.0.0.1]:{SSH_PORT} "
-        kept = [line for line in KNOWN_HOSTS.read_text().splitlines(keepends=True) if not line.startswith(prefix)]
-        KNOWN_HOSTS.write_text("".join(kept))
+    @property
+    def published(self) -> dict[int, int]:
+        """host port on 127.0.0.1 -> container port."""
+        return {self.http_port: 80, self.https_port: 443, self.ssh_port: 22}
 
+    def state(self) -> dict | None:
+        """`docker inspect` of the container, None when there is none."""
+        return container_state(self.name)
 
-def cmd_up(args: argparse.Namespace) -> None:
-    tag = cmd_image(args)
-    public_key = ensure_ssh_key()
-    state = container_state()
-    if state is not None and state["Config"]["Image"] != tag:
-        log(f"{CONTAINER} runs {state['Config']['Image']}, not {tag}; keeping it (run `down` then `up` to rebuild)")
-    if state is None:
-        if run(["docker", "network", "inspect", NETWORK], check=False, timeout=30).returncode != 0:
-            docker("network", "create", "--label", "toxic-local=1", NETWORK)
-        sources = host_apt_sources()
-        add_hosts = [f"--add-host={name}:{addr}" for name, addr in mirror_hosts(sources, main_mirror(sources)).items()]
-        ports = [f"--publish=127.0.0.1:{host}:{guest}" for host, guest in PUBLISHED.items()]
-        docker("create", f"--name={CONTAINER}", f"--hostname={CONTAINER}", f"--network={NETWORK}",
-               "--label=toxic-local=1", *RUN_FLAGS, *ports, *add_hosts, tag)
-        # Injected before first boot, as a cloud provider does: only root, only this key.
-        run(["docker", "cp", "-", f"{CONTAINER}:/root"], input_bytes=authorized_keys_tar(public_key), timeout=60)
-        log(f"created {CONTAINER}")
-    if not (state or {}).get("State", {}).get("Running"):
-        docker("start", CONTAINER)
-    started = time.monotonic()
-    system_state = wait_for_systemd()
-    wait_for_sshd()
-    record_host_key()
-    log(f"{CONTAINER} is up (systemd {system_state}, {time.monotonic() - started:.1f} s); "
-        f"ssh -i {SSH_KEY.relative_to(REPO)} -o UserKnownHostsFile={KNOWN_HOSTS.relative_to(REPO)} -p {SSH_PORT} root@127.0.0.1")
+    def running(self) -> bool:
+        return bool((self.state() or {}).get("State", {}).get("Running"))
 
+    # ------------------------------------------------------------------ lifecycle
 
-def cmd_down(_: argparse.Namespace) -> None:
-    require_docker()
-    for name in (PROBE_CONTAINER, CONTAINER):
-        if container_state(name) is not None:
-            docker("rm", "--force", "--volumes", name)
-            log(f"removed {name}")
-    if run(["docker", "network", "inspect", NETWORK], check=False, timeout=30).returncode == 0:
-        docker("network", "rm", NETWORK)
-    forget_host_key()
+    def up(self) -> None:
+        """Create (if absent) and start the container; return once systemd has booted and sshd answers."""
+        tag = image()
+        public_key = ensure_ssh_key()
+        state = self.state()
+        if state is not None and state["Config"]["Image"] != tag:
+            log(f"{self.name} runs {state['Config']['Image']}, not {tag}; keeping it (run `down` then `up` to rebuild)")
+        if state is None:
+            if run(["docker", "network", "inspect", self.network], check=False, timeout=30).returncode != 0:
+                docker("network", "create", "--label", "toxic-local=1", self.network)
+            sources = host_apt_sources()
+            add_hosts = [f"--add-host={name}:{addr}" for name, addr in mirror_hosts(sources, main_mirror(sources)).items()]
+            ports = [f"--publish=127.0.0.1:{host}:{guest}" for host, guest in self.published.items()]
+            docker("create", f"--name={self.name}", f"--hostname={self.name}", f"--network={self.network}",
+                   "--label=toxic-local=1", *RUN_FLAGS, *ports, *add_hosts, tag)
+            # Injected before first boot, as a cloud provider does: only root, only this key.
+            run(["docker", "cp", "-", f"{self.name}:/root"], input_bytes=authorized_keys_tar(public_key), timeout=60)
+            log(f"created {self.name}")
+        if not (state or {}).get("State", {}).get("Running"):
+            docker("start", self.name)
+        started = time.monotonic()
+        system_state = self.wait_for_systemd()
+        self.wait_for_sshd()
+        self.record_host_key()
+        log(f"{self.name} is up (systemd {system_state}, {time.monotonic() - started:.1f} s); "
+            f"ssh -i {SSH_KEY.relative_to(REPO)} -o UserKnownHostsFile={KNOWN_HOSTS.relative_to(REPO)} "
+            f"-p {self.ssh_port} root@127.0.0.1")
 
+    def down(self) -> None:
+        """Remove the container, its probe container and its network; forget its host key."""
+        require_docker()
+        for name in (self.probe_container, self.name):
+            if container_state(name) is not None:
+                docker("rm", "--force", "--volumes", name)
+                log(f"removed {name}")
+        if run(["docker", "network", "inspect", self.network], check=False, timeout=30).returncode == 0:
+            docker("network", "rm", self.network)
+        self.forget_host_key()
 
-def cmd_status(_: argparse.Namespace) -> int:
-    require_docker()
-    state = container_state()
-    if state is None:
-        print(f"{CONTAINER}: absent (tools/local_host.py up)")
-        return 1
-    running = state["State"]["Running"]
-    print(f"{CONTAINER}: {'running' if running else state['State']['Status']}  image {state['Config']['Image']}")
-    if running:
-        system = run(["docker", "exec", CONTAINER, "systemctl", "is-system-running"], check=False, timeout=15)
-        print(f"systemd: {system.stdout.decode().strip()}")
-        failed = docker("exec", CONTAINER, "systemctl", "--failed", "--no-legend", "--plain", check=False)
-        if failed:
-            print(f"failed units:\n{failed}")
-        for host, guest in PUBLISHED.items():
-            print(f"127.0.0.1:{host} -> {guest}")
-        print(f"address on {NETWORK}: {container_address()}")
-    return 0 if running else 1
+    def wait_for_systemd(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            proc = run(["docker", "exec", self.name, "systemctl", "is-system-running"], check=False, timeout=15)
+            state = proc.stdout.decode().strip() or "unknown"
+            if state in ("running", "degraded"):
+                return state
+            time.sleep(0.2)
+        raise LocalHostError(f"systemd in {self.name} did not finish booting within {timeout:.0f} s (state: {state}); "
+                             f"see `docker logs {self.name}`")
 
+    def wait_for_sshd(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.ssh_port), timeout=1) as sock:
+                    sock.settimeout(2)
+                    if sock.recv(4).startswith(b"SSH-"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise LocalHostError(f"sshd in {self.name} is not answering on 127.0.0.1:{self.ssh_port} after {timeout:.0f} s")
 
-def container_address() -> str:
-    state = container_state()
-    if state is None or not state["State"]["Running"]:
-        raise LocalHostError(f"{CONTAINER} is not running (tools/local_host.py up)")
-    return state["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
+    def record_host_key(self) -> None:
+        """Trust the host key read through docker (a trusted channel), as a provider's console shows it."""
+        key = docker("exec", self.name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
+        self.forget_host_key()
+        with KNOWN_HOSTS.open("a") as known:
+            known.write(f"[127.0.0.1]:{self.ssh_port} {key[0]} {key[1]}\n")
+
+    def forget_host_key(self) -> None:
+        """Drop this instance's line; other instances' keys stay trusted."""
+        if KNOWN_HOSTS.exists():
+            prefix = f"[127.0.0.1]:{self.ssh_port} "
+            kept = [line for line in KNOWN_HOSTS.read_text().splitlines(keepends=True) if not line.startswith(prefix)]
+            KNOWN_HOSTS.write_text("".join(kept))
+
+    # ------------------------------------------------------------------ looking at it
+
+    def address(self) -> str:
+        """The container's address on its own network (where the probe container reaches it)."""
+        state = self.state()
+        if state is None or not state["State"]["Running"]:
+            raise LocalHostError(f"{self.name} is not running (tools/local_host.py --name {self.name} up)")
+        return state["NetworkSettings"]["Networks"][self.network]["IPAddress"]
+
+    def probe_ports(self, ports: list[int], timeout: float = 1.5) -> dict[str, str]:
+        """{"port": "open"|"closed"|"filtered"} as a second container on the same network sees them."""
+        address = self.address()
+        image = self.state()["Config"]["Image"]  # type: ignore[index]
+        proc = run(["docker", "run", "--rm", f"--name={self.probe_container}", f"--network={self.network}",
+                    "--label=toxic-local=1", "--entrypoint=python3", image, "-c", PROBE_SCRIPT, address, str(timeout),
+                    *map(str, ports)], timeout=60)
+        return json.loads(proc.stdout)
+
+    def status(self) -> int:
+        """Print the container's state; 0 when it runs."""
+        require_docker()
+        state = self.state()
+        if state is None:
+            print(f"{self.name}: absent (tools/local_host.py --name {self.name} up)")
+            return 1
+        running = state["State"]["Running"]
+        print(f"{self.name}: {'running' if running else state['State']['Status']}  image {state['Config']['Image']}")
+        if running:
+            system = run(["docker", "exec", self.name, "systemctl", "is-system-running"], check=False, timeout=15)
+            print(f"systemd: {system.stdout.decode().strip()}")
+            failed = docker("exec", self.name, "systemctl", "--failed", "--no-legend", "--plain", check=False)
+            if failed:
+                print(f"failed units:\n{failed}")
+            for host, guest in self.published.items():
+                print(f"127.0.0.1:{host} -> {guest}")
+            print(f"address on {self.network}: {self.address()}")
+        return 0 if running else 1
+
+    def molecule_config(self, path: Path, user: str) -> None:
+        """Molecule's delegated driver needs to know how to reach the instance."""
+        config = [{"instance": self.name, "address": "127.0.0.1", "port": self.ssh_port, "user": user,
+                   "identity_file": str(SSH_KEY)}]
+        Path(path).write_text(json.dumps(config, indent=2) + "\n")
 
 
 # Runs inside the probe container; prints {"port": "open"|"closed"|"filtered"}.
@@ -509,18 +568,24 @@ with ThreadPoolExecutor(len(ports)) as pool:
 """
 
 
-def probe_ports(ports: list[int], timeout: float = 1.5) -> dict[str, str]:
-    address = container_address()
-    image = container_state()["Config"]["Image"]  # type: ignore[index]
-    proc = run(["docker", "run", "--rm", f"--name={PROBE_CONTAINER}", f"--network={NETWORK}", "--label=toxic-local=1",
-                "--entrypoint=python3", image, "-c", PROBE_SCRIPT, address, str(timeout), *map(str, ports)],
-               timeout=60)
-    return json.loads(proc.stdout)
+# ------------------------------------------------------------------ command line
 
 
-def cmd_probe_ports(args: argparse.Namespace) -> int:
+def cmd_up(inst: Instance, _: argparse.Namespace) -> None:
+    inst.up()
+
+
+def cmd_down(inst: Instance, _: argparse.Namespace) -> None:
+    inst.down()
+
+
+def cmd_status(inst: Instance, _: argparse.Namespace) -> int:
+    return inst.status()
+
+
+def cmd_probe_ports(inst: Instance, args: argparse.Namespace) -> int:
     require_docker()
-    result = probe_ports(args.ports or list(PROBE_PORTS))
+    result = inst.probe_ports(args.ports or list(PROBE_PORTS))
     if args.json:
         print(json.dumps(result))
     else:
@@ -529,21 +594,8 @@ def cmd_probe_ports(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_molecule_config(args: argparse.Namespace) -> None:
-    """Molecule's delegated driver needs to know how to reach the instance."""
-    config = [{"instance": CONTAINER, "address": "127.0.0.1", "port": SSH_PORT, "user": args.user,
-               "identity_file": str(SSH_KEY)}]
-    Path(args.path).write_text(json.dumps(config, indent=2) + "\n")
-
-
-def configure_instance(name: str, http_port: int, https_port: int, ssh_port: int) -> None:
-    """Point every command at one instance: its container, network and published ports."""
-    global CONTAINER, NETWORK, PROBE_CONTAINER, SSH_PORT, PUBLISHED
-    CONTAINER, NETWORK, PROBE_CONTAINER = name, f"{name}-net", f"{name}-probe"
-    SSH_PORT = ssh_port
-    PUBLISHED = {http_port: 80, https_port: 443, ssh_port: 22}
-    if len(set(PUBLISHED)) != 3:
-        raise LocalHostError(f"the HTTP, HTTPS and SSH ports must differ (got {http_port}, {https_port}, {ssh_port})")
+def cmd_molecule_config(inst: Instance, args: argparse.Namespace) -> None:
+    inst.molecule_config(Path(args.path), args.user)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -555,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--https-port", type=int, default=int(env("TOXIC_LOCAL_HTTPS_PORT", "8443")))
     parser.add_argument("--ssh-port", type=int, default=int(env("TOXIC_LOCAL_SSH_PORT", str(SSH_PORT))))
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("image", help="build the Debian 12 systemd image if missing").set_defaults(func=cmd_image)
+    sub.add_parser("image", help="build the Debian 12 systemd image if missing").set_defaults(
+        func=lambda inst, args: image())
     sub.add_parser("up", help="create/start the container and wait for systemd").set_defaults(func=cmd_up)
     sub.add_parser("down", help="remove the container and its network").set_defaults(func=cmd_down)
     sub.add_parser("status", help="show the container's state").set_defaults(func=cmd_status)
@@ -569,17 +622,15 @@ def main(argv: list[str] | None = None) -> int:
     mol.set_defaults(func=cmd_molecule_config)
     args = parser.parse_args(argv)
     try:
-        if not re.fullmatch(r"toxic-[a-z0-9-]+", args.name):
-            raise LocalHostError(f"--name {args.name!r}: use toxic-<lowercase letters, digits, dashes>")
-        configure_instance(args.name, args.http_port, args.https_port, args.ssh_port)
-        result = args.func(args)
+        inst = Instance(args.name, args.http_port, args.https_port, args.ssh_port)
+        result = args.func(inst, args)
     except LocalHostError as exc:
         print(f"local_host: error: {exc}", file=sys.stderr)
         return 2
     except subprocess.TimeoutExpired as exc:
         print(f"local_host: error: `{' '.join(map(str, exc.cmd[:3]))}` timed out after {exc.timeout} s", file=sys.stderr)
         return 2
-    return result if isinstance(result, int) else 0
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 if __name__ == "__main__":

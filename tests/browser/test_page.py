@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -25,16 +24,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gs = _load("gunicorn_server", REPO / "tests" / "integration" / "gunicorn_server.py")
+sys.path.insert(0, str(REPO))
+from tools import serve_local as gs  # noqa: E402  (the one server launcher)
 
 
 @pytest.fixture(scope="module")

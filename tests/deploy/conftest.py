@@ -4,6 +4,8 @@ Environment:
     TOXIC_FAB_NAME / _HTTP_PORT / _HTTPS_PORT / _SSH_PORT   the instance (default toxic-fab, 18080, 18443, 12222)
     TOXIC_FAB_KEEP=1          leave the container running after the suite (for a look around)
     TOXIC_FAB_REUSE=1         use the running, provisioned instance as it is (development only)
+
+The host and the load generator are tools/fabhost.py's and tools/loadgen.py's (bench/deploy.py uses them too).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from fabhost import FIGURES, REPO, FabHost, HostError, SourceRepo  # noqa: E402
+from tools.fabhost import FIGURES, REPO, FabHost, HostError, SourceRepo, record  # noqa: E402
+
+BASELINE_S = 15.0  # the no-deploy load: 600 requests at 40/s, enough for a p99
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -55,7 +59,7 @@ def fab_host() -> Iterator[FabHost]:
     host.work.mkdir(parents=True, exist_ok=True)
     if env("TOXIC_FAB_REUSE") == "1":
         host.write_inventory()
-        host.docker_cp(REPO / "tests" / "loadgen.py", "/root/loadgen.py")
+        host.install_loadgen()
         yield host
         return
     try:
@@ -70,6 +74,18 @@ def fab_host() -> Iterator[FabHost]:
     yield host
     if env("TOXIC_FAB_KEEP") != "1":
         host.down()
+
+
+@pytest.fixture(scope="session")
+def baseline_load(fab_host: FabHost) -> dict:
+    """The deploys' load with no deploy, measured once in this run: what "worst latency" is judged against."""
+    with fab_host.load() as load:
+        time.sleep(BASELINE_S)
+    assert "error" not in load, load.get("error")
+    assert load["errors"] == 0 and load["ok"] > 0, f"the load failed with no deploy running: {load['failures']}"
+    record("load without a deploy (baseline)", requests=load["sent"], failed=load["errors"], p50_ms=load["p50_ms"],
+           p99_ms=load["p99_ms"], max_latency_ms=load["max_ms"])
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import shutil
 import subprocess
 import time
@@ -23,7 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from relhost import ARTIFACTS, MARKER, REPO, RelHost, free_port, provision_env, provision_fingerprint, wait_until
+from relhost import (
+    ARTIFACTS,
+    LOADGEN_IN_HOST,
+    MARKER,
+    REPO,
+    HostError,
+    RelHost,
+    free_port,
+    provision_env,
+    provision_fingerprint,
+    wait_until,
+)
 
 # Modules run in this order: the clean load first, then faults, bad input, security.
 MODULE_ORDER = ("test_load", "test_faults", "test_bad_input", "test_security")
@@ -119,9 +131,10 @@ def host(profile: Profile) -> Iterator[RelHost]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     rel = RelHost()
     started = time.monotonic()
-    up = rel.local_host("up", timeout=900)
-    if up.returncode != 0:
-        pytest.fail(f"tools/local_host.py up ({rel.name}) failed: {up.stderr.strip()[-1500:]}")
+    try:
+        rel.up()
+    except HostError as exc:
+        pytest.fail(str(exc), pytrace=False)
     fingerprint = provision_fingerprint()
     marker = rel.exec("cat", MARKER, check=False).stdout.strip()
     if marker == fingerprint and wait_until_ready(rel, 30):
@@ -134,7 +147,7 @@ def host(profile: Profile) -> Iterator[RelHost]:
     if os.environ.get("TOXIC_KEEP_HOST") == "1":
         print(f"\nTOXIC_KEEP_HOST=1: {rel.name} kept (remove it: tools/local_host.py --name {rel.name} down)")
     else:
-        rel.local_host("down", timeout=120)
+        rel.down()
 
 
 def wait_until_ready(rel: RelHost, timeout: float) -> bool:
@@ -172,34 +185,54 @@ def tunnel(host: RelHost) -> Iterator[int]:
 
 
 class Load:
-    """The in-container load generator (tests/reliability/inside/loadgen.py)."""
+    """The load generator inside the host (tools/loadgen.py, copied there by RelHost.install_tools)."""
 
     def __init__(self, host: RelHost) -> None:
         self.host = host
 
     def ramp(self, levels: str = "1,2,4,8", step: float = 3.0) -> dict:
-        proc = self.host.exec("python3", "/root/reliability/loadgen.py", "ramp", "--levels", levels, "--step", str(step),
-                              timeout=len(levels.split(",")) * (step + 15) + 30)
-        return json.loads(proc.stdout)
+        proc = self.host.exec("python3", LOADGEN_IN_HOST, "--timeout", "10", "ramp", "--levels", levels, "--step", str(step),
+                              timeout=len(levels.split(",")) * (step + 15) + 60)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def start(self, rate: float, seconds: float, name: str) -> BackgroundLoad:
         return BackgroundLoad(self.host, rate, seconds, f"/root/reliability/{name}.json")
 
 
 class BackgroundLoad:
-    """Constant load running while a test does something else; `finish()` returns its result."""
+    """Constant load running while a test does something else; `finish()` returns its result.
+
+    Returns once the generator has had its first successful request (bounded), so what a test does next
+    happens under load.
+    """
+
+    READY_TIMEOUT_S = 30.0
 
     def __init__(self, host: RelHost, rate: float, seconds: float, out: str) -> None:
         self.host, self.out, self.seconds = host, out, seconds
-        host.exec("rm", "-f", out, out + ".stop")
+        self.stop_file = out + ".stop"
+        host.exec("rm", "-f", out, self.stop_file)
         self.proc = subprocess.Popen(
-            ["docker", "exec", host.name, "python3", "/root/reliability/loadgen.py", "constant", "--rate", f"{rate:.1f}",
-             "--duration", str(seconds), "--out", out],
+            ["docker", "exec", host.name, "python3", LOADGEN_IN_HOST, "constant", "--rate", f"{rate:.1f}",
+             "--duration", str(seconds), "--out", out, "--stop-file", self.stop_file, "--sample-rss", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.started = time.time()
+        first = self.proc.stdout.readline() if self._ready_within(self.READY_TIMEOUT_S) else ""  # type: ignore[union-attr]
+        if '"event": "ready"' not in first:
+            self.stop()
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+            raise AssertionError(f"the load generator had no successful request within {self.READY_TIMEOUT_S:.0f} s: "
+                                 f"{first} {err[-800:]}")
+
+    def _ready_within(self, timeout: float) -> bool:
+        """Whether the generator wrote its first line (the ready event) within `timeout` s."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+            return bool(selector.select(timeout))
 
     def stop(self) -> None:
-        self.host.exec("touch", self.out + ".stop", check=False)
+        self.host.exec("touch", self.stop_file, check=False)
 
     def finish(self, stop: bool = False) -> dict:
         if stop:

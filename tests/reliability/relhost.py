@@ -20,10 +20,17 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tools.local_host import Instance, LocalHostError  # noqa: E402
+
 ARTIFACTS = REPO / "artifacts" / "reliability"
 SSH_KEY = REPO / ".cache" / "ssh" / "id_ed25519"
 KNOWN_HOSTS = REPO / ".cache" / "ssh" / "known_hosts"
-INSIDE = Path(__file__).resolve().parent / "inside"
+# Copied into the host and run there with its python3 (nginx exempts loopback from its rate limit).
+LOADGEN = REPO / "tools" / "loadgen.py"
+LOADGEN_IN_HOST = "/root/reliability/loadgen.py"
 # Written on the host after a successful site.yml run: what was provisioned.
 MARKER = "/var/lib/toxic-reliability/provisioned"
 
@@ -53,11 +60,28 @@ class RelHost:
 
     # ------------------------------------------------------------ lifecycle
 
-    def local_host(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """tools/local_host.py for this instance."""
-        cmd = [sys.executable, str(REPO / "tools" / "local_host.py"), "--name", self.name, "--http-port", str(self.http_port),
-               "--https-port", str(self.https_port), "--ssh-port", str(self.ssh_port), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    @property
+    def instance(self) -> Instance:
+        return Instance(self.name, self.http_port, self.https_port, self.ssh_port)
+
+    def up(self) -> None:
+        try:
+            self.instance.up()
+        except (LocalHostError, subprocess.TimeoutExpired) as exc:
+            raise HostError(f"starting the test host {self.name} (tools/local_host.py) failed: {exc}") from None
+
+    def down(self) -> None:
+        try:
+            self.instance.down()
+        except (LocalHostError, subprocess.TimeoutExpired) as exc:
+            raise HostError(f"removing the test host {self.name} (tools/local_host.py) failed: {exc}") from None
+
+    def probe_ports(self, ports: list[int]) -> dict[int, str]:
+        """port -> open / closed / filtered, as a second container on the host's network sees it."""
+        try:
+            return {int(port): state for port, state in self.instance.probe_ports(ports).items()}
+        except (LocalHostError, subprocess.TimeoutExpired) as exc:
+            raise HostError(f"probing the ports of {self.name} failed: {exc}") from None
 
     def exists(self) -> bool:
         return subprocess.run(["docker", "inspect", self.name], capture_output=True, timeout=30, check=False).returncode == 0
@@ -86,10 +110,9 @@ class RelHost:
         subprocess.run(["docker", "cp", str(src), f"{self.name}:{dest}"], capture_output=True, timeout=60, check=True)
 
     def install_tools(self) -> None:
-        """The stdlib scripts that run inside the container (load generator)."""
-        self.exec("mkdir", "-p", "/root/reliability")
-        for script in INSIDE.glob("*.py"):
-            self.copy_in(script, f"/root/reliability/{script.name}")
+        """The script that runs inside the container: the load generator."""
+        self.exec("mkdir", "-p", str(Path(LOADGEN_IN_HOST).parent))
+        self.copy_in(LOADGEN, LOADGEN_IN_HOST)
 
     def main_pid(self) -> int:
         return int(self.exec("systemctl", "show", "-p", "MainPID", "--value", "toxic-service").stdout.strip() or 0)
@@ -138,16 +161,23 @@ class RelHost:
         """Every OOM signal readable here (journal: from `since`, a wall time); `checked` names the sources read."""
         state = self.inspect()
         evidence: dict[str, Any] = {"docker_oom_killed": bool(state["State"].get("OOMKilled")), "checked": ["docker inspect"]}
-        cgroup = Path("/sys/fs/cgroup/memory/docker") / state["Id"]
-        kills = {}
-        if cgroup.is_dir():
+        kills, cgroup = {}, container_cgroup(state["Id"])
+        if cgroup is not None and (cgroup / "memory.oom_control").is_file():  # v1: each group counts its own kills
             for control in sorted(cgroup.rglob("memory.oom_control"))[:200]:
                 try:
                     fields = dict(line.split() for line in control.read_text().splitlines() if line.strip())
                 except OSError:
                     continue
-                kills[str(control.parent.relative_to(cgroup)) or "."] = int(fields.get("oom_kill", 0))
-            evidence["checked"].append("cgroup v1 memory.oom_control (container and every sub-group)")
+                if "oom_kill" in fields:  # kernels before 4.13 do not count kills here
+                    kills[str(control.parent.relative_to(cgroup)) or "."] = int(fields["oom_kill"])
+            evidence["checked"].append(f"cgroup v1 memory.oom_control of {cgroup} and every sub-group")
+        elif cgroup is not None and (cgroup / "memory.events").is_file():  # v2: the count covers the sub-groups
+            fields = dict(line.split() for line in (cgroup / "memory.events").read_text().splitlines() if line.strip())
+            if "oom_kill" in fields:
+                kills["."] = int(fields["oom_kill"])
+            evidence["checked"].append(f"cgroup v2 memory.events of {cgroup}")
+        # Without the cgroup's own counter, "no OOM kill" would rest on logs alone: the caller must know.
+        evidence["cgroup_checked"] = bool(kills)
         evidence["cgroup_oom_kills"] = sum(kills.values())
         evidence["cgroup_oom_kills_by_group"] = {k: v for k, v in kills.items() if v}
         # The kernel's and systemd's own words; not gunicorn's "was sent SIGKILL! Perhaps out of memory?",
@@ -163,6 +193,17 @@ class RelHost:
         evidence["oom"] = (evidence["docker_oom_killed"] or evidence["cgroup_oom_kills"] > 0
                            or bool(evidence["journal_oom_lines"]) or evidence["service_result"] == "oom-kill")
         return evidence
+
+
+def container_cgroup(container_id: str) -> Path | None:
+    """The container's memory cgroup as this machine mounts it: cgroup v1 or v2, cgroupfs or systemd driver."""
+    root = Path("/sys/fs/cgroup")
+    scope = f"docker-{container_id}.scope"
+    for candidate in (root / "memory" / "docker" / container_id, root / "memory" / "system.slice" / scope,
+                      root / "system.slice" / scope, root / "docker" / container_id):
+        if (candidate / "memory.stat").is_file():
+            return candidate
+    return None
 
 
 def wait_until(what: str, predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> float:

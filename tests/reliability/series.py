@@ -69,6 +69,26 @@ def rss_growth(samples: list[dict[str, Any]], t0: float, duration: float) -> dic
     return result
 
 
+def stack_rss_kb(sample: dict[str, Any]) -> int:
+    """The service's RSS in one sample: nginx master + workers, gunicorn master + workers (kB)."""
+    return sum(kb for label, kb in sample["rss_kb"].items() if label.startswith(("nginx ", "gunicorn ")))
+
+
+def stack_rss_peak(samples: list[dict[str, Any]], t0: float) -> tuple[int, float, int]:
+    """(peak kB, its time in seconds since t0, how many samples saw a gunicorn process) over the samples."""
+    seen = [s for s in samples if any(label.startswith("gunicorn ") for label in s["rss_kb"])]
+    if not seen:
+        return 0, 0.0, 0
+    peak = max(seen, key=stack_rss_kb)
+    return stack_rss_kb(peak), peak["t"] - t0, len(seen)
+
+
+def oom_kills_during(samples: list[dict[str, Any]]) -> int | None:
+    """OOM kills the container's cgroup counted between the first and the last sample; None if it was not readable."""
+    counts = [s["container_oom_kills"] for s in samples if "container_oom_kills" in s]
+    return counts[-1] - counts[0] if len(counts) >= 2 else None
+
+
 def write_csv(result: dict[str, Any], path: Path) -> None:
     """Two tables in one file: latency per interval, then RSS per sample (kB)."""
     series = rss_series(result["rss"], result["t0"])

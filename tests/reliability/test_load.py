@@ -1,4 +1,4 @@
-"""Constant load through nginx at 80 % of the measured maximum: no errors, flat RSS, no OOM kill.
+"""Constant load through nginx at 80 % of the measured maximum: no errors, flat RSS, RSS within budget, no OOM kill.
 
 Load runs inside the container against nginx on 127.0.0.1:80 (the address
 nginx's rate limit exempts); the duration comes from the profile (60 s short,
@@ -15,6 +15,9 @@ import series
 from relhost import ARTIFACTS, REPO
 
 GROWTH_LIMIT = 0.10
+# The service's RSS (nginx + gunicorn master + workers, summed per sample) may not pass this. bench/provision
+# measures ~200 MB for the stack; the unit's MemoryMax (700M) and the 1 GB container would only stop it far above.
+STACK_RSS_BUDGET_MIB = 400
 
 
 def _summary(growth: dict[str, float]) -> str:
@@ -46,9 +49,15 @@ def test_constant_load_at_80_percent_has_no_errors_flat_rss_and_no_oom(host, loa
     not_processes = ("container memory usage", "service total")
     tracked = {label: g for label, g in growth.items() if g is not None and label not in not_processes}
     worst_label, worst = max(tracked.items(), key=lambda item: item[1])
-    peak_kb = max((s.get("container_usage_kb", 0) for s in result["rss"]), default=0)
-    oom = after["oom"] or after["cgroup_oom_kills"] > before["cgroup_oom_kills"]
-
+    stack_peak_kb, stack_peak_t, stack_samples = series.stack_rss_peak(result["rss"], result["t0"])
+    anon_peak_kb = max((s.get("container_anon_kb", 0) for s in result["rss"]), default=0)
+    usage_peak_kb = max((s.get("container_usage_kb", 0) for s in result["rss"]), default=0)
+    kills_inside = series.oom_kills_during(result["rss"])
+    # The cgroup's own OOM kill counter, read on the host before/after and inside by the sampler, and the logs:
+    # "none" counts only if the counter was read at least once (logs alone can miss a kill).
+    oom_counted = after["cgroup_checked"] or kills_inside is not None
+    oom = (after["oom"] or after["cgroup_oom_kills"] > before["cgroup_oom_kills"] or bool(kills_inside))
+    stack_ok = 0 < stack_peak_kb < STACK_RSS_BUDGET_MIB * 1024
     figures.extra["load"] = {"rate": result["rate"], "growth": growth, "oom": after}
     figures.add("load: rate (80 % of maximum) / achieved", f"{result['rate']:.0f} / {result['achieved_rps']:.0f} req/s",
                 ">= 95 % of planned", result["achieved_rps"] >= 0.95 * result["rate"],
@@ -61,13 +70,21 @@ def test_constant_load_at_80_percent_has_no_errors_flat_rss_and_no_oom(host, loa
                 + (f"; service total {100 * growth['service total']:+.1f} %" if growth.get("service total") is not None else ""))
     enough_samples = len(result["rss"]) >= profile.load_seconds / 3
     figures.add("load: RSS samples", f"{len(result['rss'])} (every 2 s)", "every few seconds", enough_samples)
-    figures.add("load: container memory peak (cgroup usage incl. page cache)", f"{peak_kb / 1024:.0f} MiB", "< 1024 MiB",
-                0 < peak_kb < 1024 * 1024)
+    figures.add("load: service RSS peak (nginx + gunicorn master + workers, summed per sample)",
+                f"{stack_peak_kb / 1024:.0f} MiB", f"< {STACK_RSS_BUDGET_MIB} MiB", stack_ok,
+                f"at t = {stack_peak_t:.0f} s, {stack_samples} samples; container anon (memory.stat) peak "
+                f"{anon_peak_kb / 1024:.0f} MiB, usage incl. page cache {usage_peak_kb / 1024:.0f} MiB (1 GiB limit)")
     figures.add("load: OOM kills", "none" if not oom else json.dumps({k: v for k, v in after.items() if k != "checked"}),
-                "none", not oom, "; ".join(after["checked"]))
+                "none (cgroup oom_kill counter read)", oom_counted and not oom,
+                f"in-container cgroup counter delta {kills_inside}; " + "; ".join(after["checked"]))
+    print(f"\nload: service RSS peak {stack_peak_kb / 1024:.0f} MiB (budget {STACK_RSS_BUDGET_MIB} MiB), container anon "
+          f"peak {anon_peak_kb / 1024:.0f} MiB, OOM kills {after['cgroup_oom_kills'] - before['cgroup_oom_kills']} "
+          f"(host) / {kills_inside} (inside)")
 
     assert result["errors"] == 0, f"{result['errors']} failed requests, first: {result['error_list'][:5]}"
     assert result["achieved_rps"] >= 0.95 * result["rate"], "the generator could not hold the planned rate"
     assert enough_samples, "RSS was not sampled every few seconds"
     assert worst < GROWTH_LIMIT, f"RSS grew {100 * worst:.1f} % ({worst_label}); all: {tracked}"
-    assert not oom, f"OOM evidence: {after}"
+    assert stack_ok, f"the service's RSS peaked at {stack_peak_kb / 1024:.0f} MiB, budget {STACK_RSS_BUDGET_MIB} MiB"
+    assert oom_counted, f"the cgroup's OOM kill counter could not be read (host: {after['checked']}, inside: {kills_inside})"
+    assert not oom, f"OOM evidence: {after}; in-container counter delta {kills_inside}"

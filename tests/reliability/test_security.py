@@ -36,9 +36,7 @@ def _env(host) -> dict[str, str]:
 
 
 def test_from_a_second_container_only_ssh_http_https_answer(host, figures):
-    proc = host.local_host("probe-ports", "--json", *map(str, PROBE_PORTS), timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    verdicts = {int(port): state for port, state in json.loads(proc.stdout).items()}
+    verdicts = host.probe_ports(list(PROBE_PORTS))
     open_ports = {port for port, state in verdicts.items() if state == "open"}
     figures.add("security: ports answering a second container", ", ".join(map(str, sorted(open_ports))) or "none",
                 "only 22/80/443", open_ports <= ALLOWED_OPEN and {22, 80} <= open_ports,

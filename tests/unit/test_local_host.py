@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 import shutil
 import sys
 import tarfile
@@ -112,3 +113,27 @@ def test_missing_docker_engine_says_how_to_start_it(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     assert local_host.main(["status"]) == 2
     assert "dockerd" in capsys.readouterr().err
+
+
+def test_an_instance_names_its_network_and_probe_after_itself_and_publishes_its_ports() -> None:
+    default = local_host.Instance()
+    assert (default.name, default.network, default.probe_container) == ("toxic-local", "toxic-local-net", "toxic-local-probe")
+    assert default.published == {8080: 80, 8443: 443, 2222: 22}
+    fab = local_host.Instance("toxic-fab", 18080, 18443, 12222)
+    assert (fab.network, fab.probe_container, fab.published) == ("toxic-fab-net", "toxic-fab-probe",
+                                                                 {18080: 80, 18443: 443, 12222: 22})
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("Toxic_Fab", 18080, 18443, 12222), "--name 'Toxic_Fab'"),
+    (("toxic-fab", 18080, 18080, 12222), "must differ"),
+    (("toxic-fab", 18080, 18443, 70000), "1..65535"),
+])
+def test_a_bad_instance_is_refused_with_what_is_wrong(args: tuple, message: str) -> None:
+    with pytest.raises(local_host.LocalHostError, match=re.escape(message)):
+        local_host.Instance(*args)
+
+
+def test_the_command_line_refuses_a_bad_name_before_touching_docker(capsys: pytest.CaptureFixture[str]) -> None:
+    assert local_host.main(["--name", "other", "status"]) == 2
+    assert "--name 'other'" in capsys.readouterr().err

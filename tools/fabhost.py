@@ -1,10 +1,11 @@
 """The deploy suite's own test host and source tree (used by tests/deploy and bench/deploy.py).
 
-FabHost: a container made by tools/local_host.py under its own name and ports
-(never `toxic-local`), provisioned with site.yml through an inventory that
-copies inventory/local with this instance's name and SSH port; `fab` runs
+FabHost: a container made by tools/local_host.py's Instance under its own name
+and ports (never `toxic-local`), provisioned with site.yml through an inventory
+that copies inventory/local with this instance's name and SSH port; `fab` runs
 against that inventory; the host's state is read with `docker exec`, not
-through fab, so a test never trusts the tool it tests.
+through fab, so a test never trusts the tool it tests. `load()` runs
+tools/loadgen.py inside it while an operation runs.
 
 SourceRepo: a throw-away git repository holding a copy of app/, so a deploy
 has a clean tree and a real commit whatever state the working tree is in,
@@ -21,15 +22,28 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tools.local_host import Instance, LocalHostError
+
+REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-LOADGEN = REPO / "tests" / "loadgen.py"
+LOADGEN = REPO / "tools" / "loadgen.py"
+LOADGEN_IN_HOST = "/root/loadgen.py"
 ROOT = "/srv/toxic-service"
+# The load during every deploy and rollback: open loop (tools/loadgen.py constant), a new connection per request,
+# enough threads that a restart's queue (40 req/s x ~1 s) never makes the generator itself wait.
+LOAD_RATE = 40.0
+LOAD_THREADS = 64
+TAIL_S = 1.0  # the load still runs this long after the operation ends
+# Worst latency allowed during a deploy or rollback (latency_limit_ms).
+LATENCY_FACTOR = 50.0
+LATENCY_FLOOR_MS = 1500.0
+LATENCY_CAP_MS = 4000.0
 # Measured figures of the session (deploy/rollback seconds, failed requests), written to .cache/fab-test/figures.json.
 FIGURES: dict[str, dict] = {}
 
@@ -92,20 +106,21 @@ class FabHost:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def local_host(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        launcher = [str(VENV_BIN / "python"), str(REPO / "tools" / "local_host.py")]
-        ports = ["--name", self.name, "--http-port", str(self.http_port), "--https-port", str(self.https_port),
-                 "--ssh-port", str(self.ssh_port)]
-        return run([*launcher, *ports, command], timeout, f"tools/local_host.py --name {self.name} {command}", cwd=REPO)
+    @property
+    def instance(self) -> Instance:
+        return Instance(self.name, self.http_port, self.https_port, self.ssh_port)
 
     def up(self) -> None:
-        self.local_host("up")
-        state = run(["docker", "inspect", "--format", "{{.State.Running}}", self.name], 30, "docker inspect", check=False)
-        if state.stdout.strip() != "true":
-            raise HostError(f"tools/local_host.py up did not start a container named {self.name}")
+        try:
+            self.instance.up()
+        except (LocalHostError, subprocess.TimeoutExpired) as exc:
+            raise HostError(f"starting the test host {self.name} failed: {exc}") from None
 
     def down(self) -> None:
-        self.local_host("down", timeout=120)
+        try:
+            self.instance.down()
+        except (LocalHostError, subprocess.TimeoutExpired) as exc:
+            raise HostError(f"removing the test host {self.name} failed: {exc}") from None
 
     def write_inventory(self) -> Path:
         """inventory/local with this instance's host name and SSH port (everything else as is)."""
@@ -136,8 +151,11 @@ class FabHost:
         if result.returncode != 0:
             tail = "\n".join(result.stdout.strip().splitlines()[-30:])
             raise HostError(f"provisioning {self.name} failed (exit {result.returncode}; full log {log}):\n{tail}")
-        self.docker_cp(LOADGEN, "/root/loadgen.py")
+        self.install_loadgen()
         return time.monotonic() - started
+
+    def install_loadgen(self) -> None:
+        self.docker_cp(LOADGEN, LOADGEN_IN_HOST)
 
     # ------------------------------------------------------------------ looking at the host
 
@@ -194,32 +212,87 @@ class FabHost:
         return FabResult(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
 
     @contextlib.contextmanager
-    def load(self, rate: float = 40.0, max_seconds: float = 600.0) -> Iterator[dict]:
-        """A constant request load through nginx, generated inside the container (see tests/loadgen.py)."""
-        stop = "/tmp/fab-loadgen.stop"
+    def load(self, rate: float = LOAD_RATE, max_seconds: float = 600.0, ready_timeout: float = 30.0) -> Iterator[dict]:
+        """A constant request load through nginx, made inside the container by tools/loadgen.py.
+
+        The block runs only once the generator has had its first successful request (bounded by
+        ready_timeout: HostError, with what the generator said, if it never gets one); the load goes on for
+        TAIL_S after the block, then stops. The dict yielded is filled with the generator's result then.
+        """
+        stop = "/root/fab-loadgen.stop"  # inside the container
         self.exec("rm", "-f", stop)
         proc = subprocess.Popen(
-            ["docker", "exec", self.name, "python3", "/root/loadgen.py", "--rate", str(rate), "--max-seconds",
-             str(max_seconds), "--stop-file", stop, "--timeout", "30"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            ["docker", "exec", self.name, "python3", LOADGEN_IN_HOST, "--connection", "close", "--timeout", "30",
+             "constant", "--rate", str(rate), "--duration", str(max_seconds), "--threads", str(LOAD_THREADS),
+             "--stop-file", stop],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        lines: list[str] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                lines.append(line)
+                if _json_line(line).get("event") == "ready":
+                    ready.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         result: dict = {}
-        time.sleep(1.0)  # the load is running before the operation starts
-        try:
-            yield result
-        finally:
-            time.sleep(1.0)  # and still running after it ends
+
+        def finish() -> None:
             with contextlib.suppress(HostError):
                 self.exec("touch", stop)
             try:
-                out, err = proc.communicate(timeout=60)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = proc.communicate()
-            try:
-                result.update(json.loads(out.strip().splitlines()[-1]))
-            except (ValueError, IndexError):
-                result.update({"error": f"no result from the load generator: {(out + err)[-500:]}"})
+                proc.kill()  # our own `docker exec` client, by its handle
+                proc.wait(timeout=10)
+            reader.join(timeout=10)
+
+        waited = time.monotonic()
+        while not ready.wait(0.1):
+            if proc.poll() is not None or time.monotonic() - waited > ready_timeout:
+                finish()
+                raise HostError(f"the load generator in {self.name} had no successful request within "
+                                f"{ready_timeout:.0f} s: {''.join(lines)[-1500:]}")
+        result["ready_after_s"] = round(time.monotonic() - waited, 2)
+        try:
+            yield result
+        finally:
+            time.sleep(TAIL_S)
+            finish()
+            final = [doc for doc in map(_json_line, lines) if doc and "event" not in doc]
+            if final:
+                result.update(final[-1])
+            else:
+                result["error"] = f"no result from the load generator: {''.join(lines)[-500:]}"
+
+
+def _json_line(line: str) -> dict:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def latency_limit_ms(baseline_p99_ms: float) -> float:
+    """The worst latency a deploy or rollback may cause: LATENCY_FACTOR x the no-deploy p99, within [floor, cap].
+
+    The floor: a restart queues requests on systemd's socket for as long as a new master takes to load (~0.8 s
+    measured on a quiet machine), whatever the p99 of a quiet service is. The cap: a 5 s stall fails however
+    noisy the baseline was.
+    """
+    return min(LATENCY_CAP_MS, max(LATENCY_FLOOR_MS, LATENCY_FACTOR * baseline_p99_ms))
+
+
+def latency_verdict(load: dict, baseline: dict) -> tuple[bool, str]:
+    """(within the limit?, both figures in words) for one load run against the no-deploy baseline run."""
+    limit = latency_limit_ms(baseline["p99_ms"])
+    text = (f"worst latency {load['max_ms']:.0f} ms, limit {limit:.0f} ms (= {LATENCY_FACTOR:g} x the no-deploy p99 of "
+            f"{baseline['p99_ms']:.1f} ms, within [{LATENCY_FLOOR_MS:.0f}, {LATENCY_CAP_MS:.0f}] ms)")
+    return load["max_ms"] <= limit, text
 
 
 class SourceRepo:
