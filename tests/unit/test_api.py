@@ -14,8 +14,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 from click.testing import CliRunner
+from fixtures_builder import LABELS  # the tiny bundle's labels: what the app must serve
 from toxic_service.api import create_app
-from toxic_service.bundle import JIGSAW_LABELS
 from toxic_service.cli import main as cli
 from toxic_service.commands.check import verify_scores
 from toxic_service.commands.serve import default_workers
@@ -51,7 +51,7 @@ def score(client, text: str) -> dict[str, float]:
 
 
 def assert_scores(row: dict[str, float]) -> None:
-    assert list(row) == list(JIGSAW_LABELS)
+    assert list(row) == list(LABELS)
     for value in row.values():
         assert isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0
 
@@ -81,7 +81,7 @@ def test_batch_answers_in_order_and_matches_single_requests(client):
     for text, row in zip(texts, predictions, strict=True):
         assert_scores(row)
         single = score(client, text)
-        assert all(abs(row[k] - single[k]) < 1e-6 for k in JIGSAW_LABELS)
+        assert all(abs(row[k] - single[k]) < 1e-6 for k in LABELS)
 
 
 def test_batch_of_exactly_max_batch_is_accepted(client):
@@ -136,11 +136,39 @@ def test_unexpected_error_is_a_generic_json_500_and_service_keeps_serving(settin
     assert client.get("/readyz").status_code == 200
 
 
+def test_internal_error_codes_never_reach_clients(settings):
+    """A CLI-only code (bundle_error) raised while serving is a generic internal_error; its detail stays in the log."""
+    app = create_app(settings)
+
+    def broken_bundle():
+        raise BundleError("/secret/path/model.tflite changed")
+
+    app.add_url_rule("/broken", "broken", broken_bundle)
+    response = app.test_client().get("/broken")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": {"code": "internal_error", "message": "internal error; see the service log"}}
+
+
+def test_every_error_the_app_emits_validates_against_the_documented_error_schema(client, settings):
+    spec = client.get("/openapi.json").get_json()
+    answers = {
+        "/static/{filename}": client.get("/static/app.js", headers={"Range": "bytes=999999-"}),  # 416 from Werkzeug
+        "/detect-toxic": client.post("/detect-toxic", data=b"x" * (settings.max_body_bytes + 1),
+                                     headers={"Content-Type": "application/json"}),  # 413 by Content-Length
+    }
+    assert [r.status_code for r in answers.values()] == [416, 413]
+    for path, response in answers.items():
+        documented = next(iter(spec["paths"][path].values()))["responses"][str(response.status_code)]
+        schema = documented["content"]["application/json"]["schema"]
+        jsonschema.validate(response.get_json(), _resolve(spec, schema))
+    assert str(settings.max_body_bytes) in answers["/detect-toxic"].get_json()["error"]["message"]
+
+
 def test_livez_and_readyz(client):
     assert client.get("/livez").get_json() == {"status": "alive"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json()["labels"] == list(JIGSAW_LABELS)
+    assert ready.get_json()["labels"] == list(LABELS)
 
 
 def test_security_headers_on_api_and_page(client):
@@ -225,7 +253,7 @@ def test_openapi_is_valid_3_1_and_lists_every_route_method_and_limit(app, client
     assert request_schema["properties"]["sequence"]["maxLength"] == settings.max_text_chars
     assert request_schema["properties"]["sequences"]["maxItems"] == settings.max_batch
     assert str(settings.max_body_bytes) in spec["paths"]["/detect-toxic"]["post"]["description"]
-    assert list(spec["components"]["schemas"]["Scores"]["properties"]) == list(JIGSAW_LABELS)
+    assert list(spec["components"]["schemas"]["Scores"]["properties"]) == list(LABELS)
 
 
 def _resolve(spec: dict, schema: dict) -> dict:
@@ -314,7 +342,7 @@ def test_check_command_passes_on_the_tiny_bundle(tiny_bundle_dir, tiny_sqlite_pa
     result = CliRunner().invoke(cli, ["check", "--bundle", str(tiny_bundle_dir), "--sqlite", str(tiny_sqlite_path)])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("OK")
-    for label in JIGSAW_LABELS:
+    for label in LABELS:
         assert label in result.output
 
 
@@ -334,28 +362,28 @@ def test_check_command_fails_when_the_vocabulary_is_missing(tiny_bundle_dir, tmp
     assert result.exit_code == 1 and "error:" in result.output
 
 
-GOOD = [dict.fromkeys(JIGSAW_LABELS, 0.9), dict.fromkeys(JIGSAW_LABELS, 0.1)]
+GOOD = [dict.fromkeys(LABELS, 0.9), dict.fromkeys(LABELS, 0.1)]
 
 
 @pytest.mark.parametrize(
     ("rows", "labels", "fragment"),
     [
-        ([GOOD[0]], JIGSAW_LABELS, "2 texts gave 1"),
-        ([{**GOOD[0], "toxic": float("nan")}, GOOD[1]], JIGSAW_LABELS, "not a number between 0 and 1"),
-        ([{**GOOD[0], "toxic": 1.5}, GOOD[1]], JIGSAW_LABELS, "not a number between 0 and 1"),
-        ([{**GOOD[0], "toxic": "0.9"}, GOOD[1]], JIGSAW_LABELS, "not a number between 0 and 1"),
-        ([GOOD[1], GOOD[0]], JIGSAW_LABELS, "does not score higher"),
-        ([{k: GOOD[0][k] for k in reversed(JIGSAW_LABELS)}, GOOD[1]], JIGSAW_LABELS, "have labels"),
+        ([GOOD[0]], LABELS, "2 texts gave 1"),
+        ([{**GOOD[0], "toxic": float("nan")}, GOOD[1]], LABELS, "not a number between 0 and 1"),
+        ([{**GOOD[0], "toxic": 1.5}, GOOD[1]], LABELS, "not a number between 0 and 1"),
+        ([{**GOOD[0], "toxic": "0.9"}, GOOD[1]], LABELS, "not a number between 0 and 1"),
+        ([GOOD[1], GOOD[0]], LABELS, "does not score higher"),
+        ([{k: GOOD[0][k] for k in reversed(LABELS)}, GOOD[1]], LABELS, "have labels"),
         (GOOD, ("a", "b"), "differ from the bundle"),
     ],
 )
 def test_check_rejects_every_kind_of_bad_result(rows, labels, fragment):
     with pytest.raises(BundleError, match=fragment):
-        verify_scores(labels, JIGSAW_LABELS if labels == JIGSAW_LABELS else ("x",), JIGSAW_LABELS, rows)
+        verify_scores(labels, LABELS if labels == LABELS else ("x",), LABELS, rows)
 
 
 def test_check_accepts_good_results_and_names_the_separating_label():
-    assert verify_scores(JIGSAW_LABELS, JIGSAW_LABELS, ("insult",), GOOD) == "insult"
+    assert verify_scores(LABELS, LABELS, ("insult",), GOOD) == "insult"
 
 
 def test_worker_count_follows_cpus_and_memory():

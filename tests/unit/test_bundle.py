@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -136,3 +139,38 @@ def test_keras_model_converts_to_an_equal_tflite_model(tmp_path, tiny_bundle_dir
     interpreter.invoke()
     got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-5)
+
+
+_opened: list[str] | None = None  # set by the test below: the files Python opens meanwhile
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        _opened.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_record_opens)  # an audit hook cannot be removed: it records only while _opened is a list
+
+
+def test_the_model_file_is_hashed_once_per_worker_start_whatever_the_threads(tiny_settings):
+    """build_scorer verifies model.tflite once; the runtimes of every thread load the verified path without hashing."""
+    global _opened
+    from toxic_service.scoring import build_scorer
+
+    model = str(tiny_settings.bundle_dir / "model.tflite")
+    _opened = []
+    try:
+        scorer = build_scorer(tiny_settings.replace(cache_entries=0))
+        scorer.runtime()  # what the worker does at start (api/state.py)
+        other = threading.Thread(target=scorer.runtime)  # a second thread gets its own interpreter
+        other.start()
+        other.join()
+        scorer.score(["you idiot"])
+        opened = list(_opened)
+        threads = len(scorer._runtimes)
+    finally:
+        _opened = None
+    scorer.close()
+    assert threads == 2
+    # Python opens the file only to hash it (the interpreter reads it in C++, which no audit hook sees).
+    assert opened.count(model) == 1, opened
