@@ -14,6 +14,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jsonschema
 import pytest
 import requests
 
@@ -187,6 +188,13 @@ def test_malformed_http_gets_json_error_from_gunicorn(server, name, payload, sta
     assert b"<html" not in body.lower()
     error = json.loads(body)["error"]
     assert error["code"] == code and error["message"]
+    # The same body and status the served OpenAPI document promises on every route.
+    spec = requests.get(server.url + "/openapi.json", timeout=5).json()
+    jsonschema.validate(json.loads(body), {**spec["components"]["schemas"]["Error"], "components": spec["components"]})
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            documented = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+            assert code in documented["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"], path
     assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
 
 
