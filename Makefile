@@ -84,8 +84,9 @@ test: host-deps lint test-app test-molecule test-firewalld test-deploy test-reli
 soak: host-deps assets wheelhouse ## the full reliability run (10 minutes of load); figures into docs/reliability.md
 	TOXIC_RELIABILITY_PROFILE=full $(BIN)/pytest tests/reliability
 
-bench: host-deps assets ## every benchmark under bench/, results into docs/benchmarks.md
+bench: host-deps assets ## every benchmark under bench/, results into docs/benchmarks.md and its plots
 	$(BIN)/python -m bench
+	$(BIN)/python tools/plot_benchmarks.py
 
 clean: down ## remove the local host and build outputs (keeps downloaded caches)
 	rm -rf app/build app/dist artifacts

@@ -37,7 +37,7 @@ import paramiko
 from fabric import Connection, task
 from invoke.exceptions import Exit
 from packaging.requirements import Requirement
-from toxic_service.bundle import sha256_file
+from toxic_service.convert import sha256_file
 
 REPO = Path(__file__).resolve().parent
 TOOL = "/usr/local/sbin/toxic-release"
