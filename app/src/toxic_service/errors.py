@@ -42,7 +42,7 @@ ERRORS: dict[str, ErrorCode] = {
         ErrorCode("bad_request", 400, "the request is not valid HTTP or not a valid request", (APP, GUNICORN, NGINX)),
         ErrorCode("bad_input_file", 400, "an input file is missing or malformed", (CLI,)),
         ErrorCode("forbidden", 403, "request forbidden", (GUNICORN,)),
-        ErrorCode("not_found", 404, "no such route; see /openapi.json", (APP,)),
+        ErrorCode("not_found", 404, "no such route; see /openapi.json", (APP, NGINX)),  # nginx: its internal pages
         ErrorCode("method_not_allowed", 405, "method not allowed here", (APP,)),
         # {limit}: the byte limit, filled in by whoever answers (the app's setting, nginx's variable).
         ErrorCode(
@@ -53,7 +53,7 @@ ERRORS: dict[str, ErrorCode] = {
         ErrorCode("range_not_satisfiable", 416, "the requested range is outside the file", (APP,)),  # static files
         ErrorCode("expectation_failed", 417, "the Expect header cannot be met", (GUNICORN,)),
         ErrorCode("rate_limited", 429, "too many requests; slow down", (NGINX,)),
-        ErrorCode("headers_too_large", 431, "the request headers are too large", (GUNICORN,)),
+        ErrorCode("headers_too_large", 431, "the request headers are too large", (GUNICORN, NGINX)),
         ErrorCode("internal_error", 500, "internal error; see the service log", (APP, GUNICORN, NGINX)),
         ErrorCode("bundle_error", 500, "the model bundle is missing, malformed or changed", (CLI,)),
         ErrorCode("vocabulary_mismatch", 500, "the model and the vocabulary do not belong together", (CLI,)),
