@@ -1,0 +1,165 @@
+"""The Python the roles put on a host runs on Python 3.6 (EL7, EL8's platform python3).
+
+`make lint` runs `tools/host_python_files.py check` (vermin -t=3.6-); these tests run that same
+command on scratch role trees to show it fails on what 3.6 lacks, that ruff reads every such
+file, and, where a real Python 3.6 is installed, run the files under it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TOOL = REPO / "tools" / "host_python_files.py"
+BIN = Path(sys.executable).parent
+
+
+def find_python36() -> str | None:
+    """A real CPython 3.6: $TOXIC_TEST_PYTHON36, python3.6 on PATH, or a pyenv build."""
+    candidates = [os.environ.get("TOXIC_TEST_PYTHON36"), shutil.which("python3.6")]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates += [str(p) for p in sorted(pyenv_root.glob("versions/3.6*/bin/python3.6"))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 6))"],
+                               capture_output=True, text=True, check=False)
+        if probe.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+PYTHON36 = find_python36()
+needs_python36 = pytest.mark.skipif(PYTHON36 is None, reason="no Python 3.6 interpreter here (vermin is then the check)")
+
+
+def host_check(root: Path) -> subprocess.CompletedProcess:
+    """The command `make lint` runs, on another tree."""
+    return subprocess.run([sys.executable, str(TOOL), "check", "--root", str(root)],
+                          capture_output=True, text=True, check=False, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+
+
+def scratch_role(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / "roles" / "scratch" / ("templates" if name.endswith(".j2") else "files") / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_list_holds_the_host_side_python_and_no_shell_script() -> None:
+    listed = subprocess.run([sys.executable, str(TOOL)], capture_output=True, text=True, check=True).stdout.split()
+    assert "roles/toxic_service/files/toxic-release" in listed
+    assert "roles/miniconda/files/app-requirements.py" in listed
+    assert "roles/base/files/toxic-sshd-check" not in listed and "roles/toxic_service/files/verify-unit" not in listed
+
+
+def test_the_roles_pass_the_check() -> None:
+    result = host_check(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Minimum required versions: 3.6" in result.stdout
+
+
+def test_ruff_reads_every_host_side_python_file() -> None:
+    """Extension-less scripts are invisible to ruff unless ruff.toml names them."""
+    listed = subprocess.run([sys.executable, str(TOOL)], capture_output=True, text=True, check=True).stdout.split()
+    shown = subprocess.run([str(BIN / "ruff"), "check", "--show-files", "."], cwd=REPO, capture_output=True, text=True,
+                           check=False).stdout
+    seen = {str(Path(line.strip()).relative_to(REPO)) for line in shown.splitlines() if line.strip().startswith(str(REPO))}
+    missing = [path for path in listed if not path.endswith(".j2") and path not in seen]
+    assert not missing, f"ruff does not read {missing}: add them to extend-include in ruff.toml"
+
+
+NEEDS_37 = {
+    "future annotations": ("from __future__ import annotations\n", "__future__.annotations"),
+    "capture_output": ("import subprocess\nsubprocess.run(['true'], capture_output=True)\n", "capture_output"),
+    "text=": ("import subprocess\nsubprocess.run(['true'], text=True)\n", "subprocess.run(text)"),
+    "add_subparsers(required=)": (
+        "import argparse\nargparse.ArgumentParser().add_subparsers(dest='c', required=True)\n", "add_subparsers(required)"),
+    "walrus": ("import sys\nif (n := len(sys.argv)) > 1:\n    print(n)\n", "named expressions"),
+    "f-string =": ("x = 1\nprint(f'{x=}')\n", "self-documenting f-strings"),
+    "dataclasses": ("import dataclasses\n", "dataclasses"),
+    "list[str] annotation": ("def f(a: list[str]) -> None:\n    pass\n", "list[..]"),
+}
+
+
+@pytest.mark.parametrize("feature", sorted(NEEDS_37))
+def test_the_check_fails_on_what_python_3_6_lacks(tmp_path: Path, feature: str) -> None:
+    code, reported = NEEDS_37[feature]
+    scratch_role(tmp_path, "tool", "#!/usr/bin/python3\n" + code)  # extension-less, like toxic-release
+    result = host_check(tmp_path)
+    assert result.returncode != 0, result.stdout
+    assert reported in result.stdout
+    assert "needs more than Python 3.6" in result.stderr
+
+
+def test_templated_scripts_are_rendered_then_checked(tmp_path: Path) -> None:
+    """A .py.j2 is checked as a host gets it: Jinja syntax alone must not fail it, 3.7 code in it must."""
+    scratch_role(tmp_path, "probe.py.j2", """\
+        #!/usr/bin/python3
+        {% if true %}PORT = {{ 8080 }}{% endif %}
+        NAME = "{{ undefined_variable }}"
+        print(PORT, NAME)
+        """)
+    result = host_check(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = scratch_role(
+        tmp_path, "bad.py.j2", "#!/usr/bin/python3\nimport subprocess\nsubprocess.run({{ argv | default([]) }}, text=True)\n"
+    )
+    result = host_check(tmp_path)
+    assert result.returncode != 0 and "subprocess.run(text)" in result.stdout
+    bad.write_text("#!/usr/bin/python3\nARGV = {{ argv }}\n")  # renders to `ARGV = `: vermin alone would pass it
+    result = host_check(tmp_path)
+    assert result.returncode != 0 and "bad.py:2: not valid Python" in result.stderr
+
+
+REQUIREMENTS = REPO / "roles" / "miniconda" / "files" / "app-requirements.py"
+
+
+def fake_site(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    info = site / "demo_app-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: demo-app\nVersion: 1.0\n"
+        "Requires-Dist: flask>=3\n"
+        'Requires-Dist: tomli; python_version < "3.0"\n'
+        'Requires-Dist: tflite-runtime==2.14; extra == "tflite"\n'
+        "Requires-Dist: ai-edge-litert>=1.2\n"
+    )
+    return site
+
+
+def list_requirements(python: str, site: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([python, str(REQUIREMENTS), *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(site)})
+
+
+@pytest.mark.parametrize("python", [sys.executable, PYTHON36], ids=["this-python", "python3.6"])
+def test_app_requirements_lists_what_applies_here(tmp_path: Path, python: str | None) -> None:
+    if python is None:
+        pytest.skip("no Python 3.6 interpreter here (vermin is then the check)")
+    site = fake_site(tmp_path)
+    result = list_requirements(python, site, "demo-app", "--extra=tflite", "--exclude=ai-edge-litert")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n") == ["flask>=3", "tflite-runtime==2.14", ""]
+    result = list_requirements(python, site, "Demo_App")
+    assert result.stdout.split("\n") == ["ai-edge-litert>=1.2", "flask>=3", ""], "names compare canonicalized"
+    result = list_requirements(python, site, "not-installed")
+    assert result.returncode == 2 and "not-installed is not installed" in result.stderr
+
+
+@needs_python36
+def test_toxic_release_answers_on_python_3_6(tmp_path: Path) -> None:
+    """The quick proof; test_toxic_release.py's 3.6 tour runs the subcommands for real."""
+    tool = REPO / "roles" / "toxic_service" / "files" / "toxic-release"
+    result = subprocess.run([PYTHON36, str(tool), "status", "--json", "--root", str(tmp_path / "srv")],
+                            capture_output=True, text=True, check=False,
+                            env={**os.environ, "TOXIC_RELEASE_CONFIG": str(tmp_path / "none.json")})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["current"] is None
