@@ -59,8 +59,9 @@ demo: host-deps assets wheelhouse up ## provision the local host with site.yml a
 	    -d '{"sequence": "I will kill you, you idiot!"}' | $(BIN)/python -m json.tool --sort-keys
 	@echo; echo "Open http://127.0.0.1:8080/ to type a comment and see its six scores."
 
-lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile)
+lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile), vermin: host-side Python runs on 3.6
 	$(BIN)/ruff check .
+	$(BIN)/python tools/host_python_files.py check
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production
 
