@@ -37,7 +37,9 @@ import paramiko
 from fabric import Connection, task
 from invoke.exceptions import Exit
 from packaging.requirements import Requirement
-from toxic_service.convert import sha256_file
+from toxic_service.bundle import sha256_file
+from toxic_service.errors import VocabularyError
+from toxic_service.vocab.meta import read_meta
 
 REPO = Path(__file__).resolve().parent
 TOOL = "/usr/local/sbin/toxic-release"
@@ -299,19 +301,21 @@ def release_wheels(app_wheel: Path, wheelhouse: Path) -> dict[str, Path]:
     return {**deps, app_wheel.name: app_wheel}
 
 
-def vocabulary_checksum(path: Path) -> str | None:
-    """The checksum an SQLite vocabulary store records about itself (None for other formats)."""
-    import sqlite3
+# The SQLite file format's own header: the other --vocab formats (dumps, Keras tokenizers) lack it.
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
+
+def vocabulary_checksum(path: Path) -> str | None:
+    """The checksum an SQLite vocabulary records about itself, read by the app's own reader
+    (`vocab info` uses the same); None for the other --vocab formats, whose checksum
+    `model import` computes. An SQLite file without its meta table is refused, by name."""
+    with open(path, "rb") as handle:
+        if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+            return None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'checksum'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
+        return read_meta(path)["checksum"]
+    except VocabularyError as exc:
+        raise Exit(f"fab: --vocab {path}: {exc}") from exc
 
 
 def import_model(model: Path, vocab: Path, tokenizer: Path | None, out: Path, options: dict[str, str | None]) -> Path:
