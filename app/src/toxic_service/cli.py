@@ -28,7 +28,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="toxic-service")
 def main() -> None:
-    """Score comments for six kinds of toxicity, and manage its models and vocabularies."""
+    """Score comments for toxicity (one score per label of the model), and manage its models and vocabularies."""
 
 
 def _register() -> None:

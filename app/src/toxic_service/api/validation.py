@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from toxic_service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from toxic_service.errors import ERRORS, BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 # The seed's clients send {"sequence": ..., "padding": 100}; padding is ignored.
 ALLOWED_FIELDS = frozenset({"sequence", "sequences", "padding"})
@@ -32,7 +32,7 @@ class DetectRequest:
 def check_content_type(content_type: str | None) -> None:
     """Only JSON is accepted; a charset parameter, if any, must be UTF-8."""
     if not content_type:
-        raise UnsupportedMediaType("send the body as JSON with 'Content-Type: application/json'")
+        raise UnsupportedMediaType(ERRORS["unsupported_media_type"].message)
     mime, _, params = content_type.partition(";")
     mime = mime.strip().lower()
     if mime != "application/json" and not (mime.startswith("application/") and mime.endswith("+json")):
