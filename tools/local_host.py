@@ -21,6 +21,7 @@ running this script): `Instance("toxic-fab", 18080, 18443, 12222).up()`.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import io
 import json
@@ -494,16 +495,24 @@ class Instance:
     def record_host_key(self) -> None:
         """Trust the host key read through docker (a trusted channel), as a provider's console shows it."""
         key = docker("exec", self.name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
-        self.forget_host_key()
-        with KNOWN_HOSTS.open("a") as known:
-            known.write(f"[127.0.0.1]:{self.ssh_port} {key[0]} {key[1]}\n")
+        self._edit_known_hosts(f"[127.0.0.1]:{self.ssh_port} {key[0]} {key[1]}\n")
 
     def forget_host_key(self) -> None:
         """Drop this instance's line; other instances' keys stay trusted."""
-        if KNOWN_HOSTS.exists():
-            prefix = f"[127.0.0.1]:{self.ssh_port} "
-            kept = [line for line in KNOWN_HOSTS.read_text().splitlines(keepends=True) if not line.startswith(prefix)]
-            KNOWN_HOSTS.write_text("".join(kept))
+        self._edit_known_hosts(None)
+
+    def _edit_known_hosts(self, line: str | None) -> None:
+        """Replace this instance's line (None: drop it). Several instances start and stop at the same time and
+        share the file: each edit holds a lock and replaces the file whole, so no edit loses another's line."""
+        SSH_DIR.mkdir(parents=True, exist_ok=True)
+        prefix = f"[127.0.0.1]:{self.ssh_port} "
+        with (SSH_DIR / "known_hosts.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            lines = KNOWN_HOSTS.read_text().splitlines(keepends=True) if KNOWN_HOSTS.exists() else []
+            kept = [x for x in lines if not x.startswith(prefix)] + ([line] if line else [])
+            tmp = KNOWN_HOSTS.with_name(f"known_hosts.{os.getpid()}.tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, KNOWN_HOSTS)
 
     # ------------------------------------------------------------------ looking at it
 

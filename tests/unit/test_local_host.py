@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,23 @@ def test_a_bad_instance_is_refused_with_what_is_wrong(args: tuple, message: str)
 def test_the_command_line_refuses_a_bad_name_before_touching_docker(capsys: pytest.CaptureFixture[str]) -> None:
     assert local_host.main(["--name", "other", "status"]) == 2
     assert "--name 'other'" in capsys.readouterr().err
+
+
+def test_instances_editing_known_hosts_at_once_keep_each_others_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_host, "SSH_DIR", tmp_path)
+    monkeypatch.setattr(local_host, "KNOWN_HOSTS", tmp_path / "known_hosts")
+    instances = [local_host.Instance(f"toxic-t{i}", 20000 + 3 * i, 20001 + 3 * i, 20002 + 3 * i) for i in range(16)]
+
+    def churn(instance) -> None:
+        for n in range(40):  # each instance comes up (new key) and goes down again, over and over
+            instance._edit_known_hosts(f"[127.0.0.1]:{instance.ssh_port} ssh-ed25519 KEY{n}\n")
+
+    threads = [threading.Thread(target=churn, args=(instance,)) for instance in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    lines = (tmp_path / "known_hosts").read_text().splitlines()
+    assert sorted(lines) == sorted(f"[127.0.0.1]:{i.ssh_port} ssh-ed25519 KEY39" for i in instances)
+    instances[0].forget_host_key()
+    assert len((tmp_path / "known_hosts").read_text().splitlines()) == len(instances) - 1
