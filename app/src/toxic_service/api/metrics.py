@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 
 import toxic_service
-from toxic_service.bundle import load_metadata
+from toxic_service.bundle import load_metadata, sha256_file
 from toxic_service.errors import ToxicServiceError
 
 # Metric objects are process-wide: several create_app() calls (tests) share them.
@@ -103,7 +103,7 @@ def _bundle_id(bundle_dir: Path, metadata_mtime_ns: int) -> str:
     lines = []
     for path in sorted(bundle_dir.iterdir()):
         if path.is_file() and not path.is_symlink():
-            digest = listed.get(path.name) or hashlib.sha256(path.read_bytes()).hexdigest()
+            digest = listed.get(path.name) or sha256_file(path)
             lines.append(f"{path.name}\t{digest}\n")
     return hashlib.sha256("".join(lines).encode()).hexdigest()[:16]
 
