@@ -30,8 +30,9 @@ done
 [ -z "$pid_file" ] || : >"$pid_file"
 
 # package:command. docker.io brings both the engine and the client.
+# git: fab deploy names releases by commit; make: what .ci/run calls.
 pairs=(docker.io:dockerd docker.io:docker debootstrap:debootstrap chromium:chromium
-       chromium-driver:chromedriver curl:curl wrk:wrk openssh-client:ssh rsync:rsync)
+       chromium-driver:chromedriver curl:curl wrk:wrk openssh-client:ssh rsync:rsync git:git make:make)
 missing=()
 add_missing() { [[ " ${missing[*]-} " == *" $1 "* ]] || missing+=("$1"); }
 for pair in "${pairs[@]}"; do
@@ -40,7 +41,10 @@ done
 # The Makefile makes its toolchain with `$(PYTHON) -m venv`; Debian ships ensurepip,
 # which venv needs, separately in python3-venv.
 python=${PYTHON:-python3}
-if command -v "$python" >/dev/null 2>&1 && ! "$python" -c 'import ensurepip' >/dev/null 2>&1; then
+if ! command -v "$python" >/dev/null 2>&1; then
+    # A PYTHON= of the user's own is theirs to provide; the default is Debian's.
+    [ "$python" != python3 ] || { add_missing python3; add_missing python3-venv; }
+elif ! "$python" -c 'import ensurepip' >/dev/null 2>&1; then
     add_missing python3-venv
 fi
 

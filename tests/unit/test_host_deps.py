@@ -32,6 +32,8 @@ CHECKED = {
     "wrk": "wrk",
     "ssh": "openssh-client",
     "rsync": "rsync",
+    "git": "git",
+    "make": "make",
 }
 SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 IS_ROOT = os.geteuid() == 0
@@ -70,13 +72,14 @@ def stub(world: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def stub_common(world: Path, present: set[str]) -> None:
-    """Stand-ins: `present` commands exist; apt-get records its arguments; python3 can import ensurepip."""
+def stub_common(world: Path, present: set[str], python3: str | None = "exit 0") -> None:
+    """Stand-ins: `present` commands exist; apt-get records its arguments; python3 runs `python3` (None: absent)."""
     for name in present:
         if name not in ("docker", "dockerd"):
             stub(world, name, "exit 0")
     stub(world, "apt-get", f'echo "$*" >> {world}/record/apt-get')
-    stub(world, "python3", "exit 0")
+    if python3 is not None:
+        stub(world, "python3", python3)
 
 
 def run(world: Path, *args: str, as_nobody: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -161,3 +164,19 @@ def test_root_installs_the_missing_and_starts_an_engine_that_outlives_it(world):
     finally:
         if pid:
             os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: the root path installs things")
+@pytest.mark.parametrize(
+    ("python3", "packages"),
+    [(None, "python3 python3-venv"), ("exit 1", "python3-venv")],  # no python3; one without ensurepip
+    ids=["no-python3", "no-ensurepip"],
+)
+def test_root_installs_what_make_venv_needs(world, python3, packages):
+    stub_common(world, set(CHECKED), python3=python3)
+    stub(world, "docker", 'test "$1" = info')
+    stub(world, "dockerd", "exit 1")
+    done = run(world, "--for", "make test")
+    assert done.returncode == 0, done
+    calls = (world / "record" / "apt-get").read_text().splitlines()
+    assert calls == ["update -q", f"install -y -q --no-install-recommends {packages}"]
