@@ -59,7 +59,7 @@ WORDS = NEUTRAL[:2] + INSULTS + THREATS + POLITE + NEUTRAL[2:]
 # Embedding dimensions with a meaning; dimensions 3.. carry small deterministic noise.
 DIM_INSULT, DIM_THREAT, DIM_POLITE = 0, 1, 2
 FEATURE = 3.0  # an insult, threat or polite word's value on its dimension
-# Dense layer: per label, weights on (insult, threat, polite) and a bias.
+# Dense layer: per label, weights on the LSTM's (insult, threat, polite) units and a bias.
 LABEL_WEIGHTS = {
     "toxic": (2.0, 2.0, -2.0, -1.5),
     "severe_toxic": (1.0, 1.0, -2.0, -4.0),
@@ -77,8 +77,8 @@ UNITS = 8
 GATE_OPEN = 3.0  # bias of the input and output gates: sigmoid(3) = 0.95
 FORGET_BIAS = 3.0  # sigmoid(3) = 0.95 per step: a word 19 steps back counts 0.4 of the last one
 CANDIDATE_GAIN = 0.5  # one kind word adds i * tanh(0.5 * 3) = 0.86 to its unit's cell
-# One insult word as the last word gives h = 0.95 * tanh(0.86) = 0.66 on its unit; the old pooling
-# model saw 3.0 there. This scale keeps the table's logits about what they were (and readable).
+# The table's weights are written for a kind word counting FEATURE (3.0); one such word as the last
+# gives h = 0.95 * tanh(0.86) = 0.66 on its unit, so the weights are scaled by about 3.0 / 0.66.
 DENSE_SCALE = 4.5
 
 
@@ -160,7 +160,6 @@ class TinyFixtures:
 # What the cached files depend on besides this file: the bundle and vocabulary formats. A listed
 # file that does not exist (moved by a refactoring) is skipped; the moved code is then not hashed.
 _HASHED_APP_FILES = (
-    "convert.py",
     "bundle.py",
     "importers/keras_model.py",
     "vocab/sqlite.py",
@@ -186,8 +185,8 @@ def cache_root() -> Path:
 
 def write_fixture_bundle(target: Path, labels: tuple[str, ...] = LABELS) -> None:
     """Write the tiny bundle (target/model) and its vocabulary (target/vocab.sqlite), uncached."""
-    from toxic_service.bundle import BundleMetadata, TokenizerConfig
-    from toxic_service.convert import keras_to_tflite, write_bundle
+    from toxic_service.bundle import BundleMetadata, TokenizerConfig, write_bundle
+    from toxic_service.importers.keras_model import keras_to_tflite
     from toxic_service.vocab.sqlite import write_sqlite
 
     labels = tuple(labels)

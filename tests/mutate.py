@@ -1,11 +1,11 @@
-"""Run the scorer's tests against mutants of scoring.py, each in a copy of app/src, and say which test fails.
+"""Run tests against mutants of the app's code, each in a copy of app/src, and say which test fails.
 
-    .venv/bin/python tests/mutate_scoring.py [pytest paths...]   (default: tests/unit/test_scoring.py)
+    .venv/bin/python tests/mutate.py scoring|training [pytest paths...]
 
 Why: the order-blind fixture model once let a scorer that reversed words or dropped repeats pass every
-test (issue 10). Each mutant below is a bug the end-to-end test in test_scoring.py must catch; this
-script applies it to a copy (the repository's own files are never touched), checks that pytest imports
-the copy, and exits 1 when a mutant survives or when the unmutated copy does not pass first.
+test, and train's test asserted only 0 <= AUC <= 1 (issue 10). Each mutant below is a bug a test must
+catch; this script applies it to a copy (the repository's own files are never touched), checks that
+pytest imports the copy, and exits 1 when a mutant survives or when the unmutated copy does not pass.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCORING = Path("toxic_service") / "scoring.py"
 TOKENIZED = "tokenized = [tokenize(text, meta.tokenizer) for text in texts]"
 PADDED = "return pad([encode(words, mapping, meta) for words in tokenized], meta.max_len, meta.pad_index)"
 POST_PADDED = """rows = [encode(words, mapping, meta)[-meta.max_len :] for words in tokenized]
@@ -30,8 +29,8 @@ POST_PADDED = """rows = [encode(words, mapping, meta)[-meta.max_len :] for words
             out[r, : len(seq)] = seq
         return out"""
 
-# name -> (text in scoring.py, its replacement)
-MUTANTS = {
+# name -> (text in the file, its replacement)
+SCORING_MUTANTS = {
     "reverse each text's words": (TOKENIZED, "tokenized = [tokenize(text, meta.tokenizer)[::-1] for text in texts]"),
     "drop repeated words": (TOKENIZED, "tokenized = [list(dict.fromkeys(tokenize(text, meta.tokenizer))) for text in texts]"),
     "post-pad instead of pre-pad": (PADDED, POST_PADDED),
@@ -40,17 +39,34 @@ MUTANTS = {
         "return pad([encode(words, mapping, meta)[: meta.max_len] for words in tokenized], meta.max_len, meta.pad_index)",
     ),
 }
+AUC = "auc[label] = roc_auc(y, scores[:, j])"
+TRAINING_MUTANTS = {
+    "AUC of inverted scores": (AUC, "auc[label] = roc_auc(y, 1 - scores[:, j])"),
+    "held-out labels paired with the wrong rows' scores": (
+        "y = data.labels[hold_idx, j]",
+        "y = np.roll(data.labels[hold_idx, j], 1)",
+    ),
+    "held-out rows trained on too": (
+        "return np.sort(order[n_hold:]), np.sort(order[:n_hold])",
+        "return np.sort(order), np.sort(order[:n_hold])",
+    ),
+}
+# suite -> (file under app/src, its mutants, the tests run by default)
+SUITES = {
+    "scoring": (Path("toxic_service") / "scoring.py", SCORING_MUTANTS, ["tests/unit/test_scoring.py"]),
+    "training": (Path("toxic_service") / "training.py", TRAINING_MUTANTS, ["tests/unit/test_train.py"]),
+}
 
 
-def run_pytest(src: Path, paths: list[str]) -> tuple[int, list[str]]:
+def run_pytest(src: Path, target: Path, paths: list[str]) -> tuple[int, list[str]]:
     env = dict(os.environ, PYTHONPATH=str(src), TF_CPP_MIN_LOG_LEVEL="2")
     probe = subprocess.run(
-        [sys.executable, "-c", "import toxic_service.scoring as s; print(s.__file__)"],
+        [sys.executable, "-c", f"import {'.'.join(target.with_suffix('').parts)} as m; print(m.__file__)"],
         env=env, capture_output=True, text=True, check=True, cwd=REPO,
     )  # fmt: skip
     imported = Path(probe.stdout.strip())
-    if imported != src / SCORING:
-        raise SystemExit(f"pytest would import {imported}, not the copy {src / SCORING}: nothing would be tested")
+    if imported != src / target:
+        raise SystemExit(f"pytest would import {imported}, not the copy {src / target}: nothing would be tested")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *paths],
         env=env, capture_output=True, text=True, cwd=REPO,
@@ -62,18 +78,21 @@ def run_pytest(src: Path, paths: list[str]) -> tuple[int, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    paths = argv or ["tests/unit/test_scoring.py"]
-    original = (REPO / "app" / "src" / SCORING).read_text()
+    if not argv or argv[0] not in SUITES:
+        raise SystemExit(f"usage: mutate.py {'|'.join(SUITES)} [pytest paths...]")
+    target, mutants, default_paths = SUITES[argv[0]]
+    paths = argv[1:] or default_paths
+    original = (REPO / "app" / "src" / target).read_text()
     survivors = []
     with tempfile.TemporaryDirectory(prefix="toxic-mutants-") as tmp:
-        for name, (before, after) in {"(none: the code as it is)": ("", ""), **MUTANTS}.items():
+        for name, (before, after) in {"(none: the code as it is)": ("", ""), **mutants}.items():
             src = Path(tmp) / str(len(os.listdir(tmp)))
             shutil.copytree(REPO / "app" / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
             if before:
                 if original.count(before) != 1:
-                    raise SystemExit(f"mutant {name!r}: {before!r} is not once in scoring.py; update this script")
-                (src / SCORING).write_text(original.replace(before, after))
-            code, failed = run_pytest(src, paths)
+                    raise SystemExit(f"mutant {name!r}: {before!r} is not once in {target}; update this script")
+                (src / target).write_text(original.replace(before, after))
+            code, failed = run_pytest(src, target, paths)
             if not before:
                 if code != 0:
                     raise SystemExit(f"the unmutated code fails {failed}: fix that before judging mutants")
