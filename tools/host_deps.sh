@@ -50,6 +50,7 @@ fi
 
 engine_error() { docker info 2>&1 >/dev/null; }
 engine_up() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+wait_engine() { for _ in $(seq 1 60); do engine_up && return 0; sleep 0.5; done; return 1; }
 
 if [ "$(id -u)" -ne 0 ]; then
     problems=()
@@ -87,19 +88,32 @@ if ((${#missing[@]})); then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if ! engine_up; then
-    mkdir -p "$here/.cache"
-    log=$here/.cache/dockerd.log
-    echo "host_deps: starting dockerd (log $log)"
-    # Its own session: a Ctrl-C in make (sent to make's process group) does not reach it.
-    setsid dockerd >"$log" 2>&1 </dev/null &
-    pid=$!
-    for _ in $(seq 1 60); do engine_up && break; sleep 0.5; done
-    if ! engine_up; then
-        tail -n 30 "$log" >&2 || true
-        kill "$pid" 2>/dev/null || true
-        die "dockerd did not answer within 30 s (log $log)"
-    fi
-    [ -z "$pid_file" ] || echo "$pid" >"$pid_file"
-    echo "host_deps: dockerd is running (PID $pid, log $log); it keeps running after this run: stop it with \`kill $pid\`"
+engine_up && exit 0
+# A machine run by systemd has docker.service from the package (perhaps still starting): use it.
+if [ -d /run/systemd/system ] && systemctl cat docker.service >/dev/null 2>&1; then
+    echo "host_deps: starting docker.service (systemd)"
+    systemctl start docker.service
+    wait_engine || die "docker.service started but the engine does not answer within 30 s (journalctl -u docker.service)"
+    echo "host_deps: the Docker engine runs as docker.service (log: journalctl -u docker.service); it keeps running"
+    exit 0
 fi
+mkdir -p "$here/.cache"
+log=$here/.cache/dockerd.log
+echo "host_deps: starting dockerd (log $log)"
+# Its own session: a Ctrl-C in make (sent to make's process group) does not reach it.
+setsid dockerd >"$log" 2>&1 </dev/null &
+pid=$!
+if ! wait_engine; then
+    tail -n 30 "$log" >&2 || true
+    kill "$pid" 2>/dev/null || true
+    die "dockerd did not answer within 30 s (log $log)"
+fi
+# Alive and not a zombie (an exited child this shell has not reaped yet still answers kill -0).
+alive() { [ -r "/proc/$1/stat" ] && [ "$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat")" != Z ]; }
+if ! alive "$pid"; then
+    # Another engine came up meanwhile (ours exited: see its log); not ours to stop.
+    echo "host_deps: the Docker engine answers, but it is not the dockerd started here (that one exited; log $log)"
+    exit 0
+fi
+[ -z "$pid_file" ] || echo "$pid" >"$pid_file"
+echo "host_deps: dockerd is running (PID $pid, log $log); it keeps running after this run: stop it with \`kill $pid\`"

@@ -180,3 +180,19 @@ def test_root_installs_what_make_venv_needs(world, python3, packages):
     assert done.returncode == 0, done
     calls = (world / "record" / "apt-get").read_text().splitlines()
     assert calls == ["update -q", f"install -y -q --no-install-recommends {packages}"]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: the root path starts things")
+def test_root_does_not_claim_an_engine_it_did_not_start(world):
+    # The dockerd started here exits (another engine took the socket meanwhile): nothing for CI to stop.
+    stub_common(world, set(CHECKED))
+    # The client: no engine at the first call, an engine from the second on (after a pause in which
+    # the stand-in dockerd has long exited).
+    calls = world / "record" / "docker-calls"
+    stub(world, "docker", f'echo x >> {calls}; [ "$(wc -l < {calls})" -gt 1 ] && sleep 0.5')
+    stub(world, "dockerd", "exit 1")
+    pid_file = world / "record" / "pid"
+    done = run(world, "--for", "make demo", "--pid-file", str(pid_file))
+    assert done.returncode == 0, done
+    assert "it is not the dockerd started here" in done.stdout
+    assert pid_file.read_text() == ""
