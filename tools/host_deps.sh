@@ -5,11 +5,11 @@
 #
 #   tools/host_deps.sh [--for "make demo"] [--pid-file FILE]
 #
-# As root: installs what is missing (apt-get) and starts dockerd when nothing answers.
-# That dockerd runs in its own session, so it outlives this script and the make run
-# (and a Ctrl-C in it); the PID and log path are printed. --pid-file writes that PID
-# to FILE (left empty when the engine was already running): .ci/run uses it to stop
-# the engine it started, and only that one.
+# As root: installs what is missing (apt-get) and starts the engine when nothing answers:
+# docker.service on a machine run by systemd, else dockerd in its own session, so it
+# outlives this script and the make run (and a Ctrl-C in it); its PID and log path are
+# printed. --pid-file writes that PID to FILE (left empty when this run started no
+# dockerd): .ci/run uses it to stop the engine it started, and only that one.
 # As anyone else: changes nothing; when something is missing, prints the exact
 # commands to run as root and exits 1. With everything present it does nothing.
 set -euo pipefail
