@@ -67,7 +67,7 @@ PROBE_PORTS = (22, 80, 443, 5000, 8000, 8080, 27017)
 # Bump when the recipe below changes in a way the inputs do not show.
 RECIPE_VERSION = "3"
 
-# The DESIGN "container test host" flags. This list is the one place they live:
+# The container test host's flags (systemd as PID 1, no --privileged, no SYS_ADMIN). This list is the one place they live:
 # molecule/local calls this script instead of repeating them.
 RUN_FLAGS = (
     "--cgroupns=host",
