@@ -122,7 +122,7 @@ class StubSSH:
         self.sock.close()
 
 
-def run_preflight(tmp: Path, ssh: StubSSH, playbook: Path) -> subprocess.CompletedProcess:
+def run_preflight(tmp: Path, ssh: StubSSH, playbook: Path, *args: str) -> subprocess.CompletedProcess:
     host = {
         "ansible_host": "127.0.0.1",
         "ansible_port": ssh.port,
@@ -156,7 +156,7 @@ def run_preflight(tmp: Path, ssh: StubSSH, playbook: Path) -> subprocess.Complet
         ANSIBLE_NOCOLOR="1",
     )
     return subprocess.run(
-        [ANSIBLE_PLAYBOOK, "-i", str(tmp / "inventory.json"), str(playbook)],
+        [ANSIBLE_PLAYBOOK, "-i", str(tmp / "inventory.json"), str(playbook), *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -198,9 +198,10 @@ def fake_bin(tmp: Path, name: str, script: str | None) -> str:
 PREFLIGHT = REPO / "playbooks" / "preflight.yml"
 
 
-def test_first_converge_falls_back_to_root_without_red_error_text(tmp_path, stub):
+@pytest.mark.parametrize("args", [(), ("--check",)], ids=["run", "check-mode"])
+def test_first_converge_falls_back_to_root_without_red_error_text(tmp_path, stub, args):
     ssh = stub([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
-    result = run_preflight(tmp_path, ssh, PREFLIGHT)
+    result = run_preflight(tmp_path, ssh, PREFLIGHT, *args)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert "[ERROR]" not in out, out
@@ -209,6 +210,7 @@ def test_first_converge_falls_back_to_root_without_red_error_text(tmp_path, stub
     assert "Permission denied" not in out, out
     assert "TASK [Fall back to the bootstrap user]" in out
     assert "ok: [fresh-host]" in out
+    assert "skipping: [fresh-host]" not in out.split("TASK [Try the bootstrap user]")[1].split("TASK")[0]
 
 
 def test_host_without_python_fails_naming_host_and_what_to_install(tmp_path, stub):
