@@ -27,7 +27,8 @@ PYPROJECT = tomllib.loads((APP / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 # Modules tests import that come with a toolchain package (requirements.txt) as its own dependency:
 # fabric's Exit is invoke's, its SSH layer paramiko; ansible-core reads YAML with PyYAML. Checked below.
-PROVIDED_BY_TOOLCHAIN = {"invoke": "fabric", "paramiko": "fabric", "yaml": "ansible"}
+# jinja2: Ansible renders the role templates with it, and tests render them the same way.
+PROVIDED_BY_TOOLCHAIN = {"invoke": "fabric", "paramiko": "fabric", "yaml": "ansible", "jinja2": "ansible"}
 
 
 def normalize(name: str) -> str:
