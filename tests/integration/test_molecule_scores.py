@@ -30,7 +30,7 @@ TOX_BLOCK = REPO / ".cache" / "assets" / "tox-block"
 
 PLAYBOOK = f"""\
 - name: Run the molecule score check
-  hosts: localhost
+  hosts: all
   connection: local
   gather_facts: false
   tasks:
@@ -41,7 +41,11 @@ PLAYBOOK = f"""\
 """
 
 
-def run_check(tmp: Path, url: str, metadata: Path) -> subprocess.CompletedProcess:
+def run_checks(tmp: Path, cases: dict[str, tuple[str, Path]]) -> subprocess.CompletedProcess:
+    """One ansible-playbook run, one inventory host per case: name -> (service URL, metadata.json)."""
+    hosts = {name: {"check_scores_url": url, "bundle_metadata": str(meta)} for name, (url, meta) in cases.items()}
+    inventory = {"all": {"hosts": hosts, "vars": {"ansible_python_interpreter": sys.executable}}}
+    (tmp / "inventory.json").write_text(json.dumps(inventory))
     (tmp / "play.yml").write_text(PLAYBOOK)
     env = dict(os.environ)
     env.update(
@@ -49,17 +53,9 @@ def run_check(tmp: Path, url: str, metadata: Path) -> subprocess.CompletedProces
         ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
     )
     return subprocess.run(
-        [
-            ANSIBLE_PLAYBOOK,
-            "-i",
-            "localhost,",
-            str(tmp / "play.yml"),
-            "-e",
-            json.dumps({"check_scores_url": url, "bundle_metadata": str(metadata)}),
-        ],
+        [ANSIBLE_PLAYBOOK, "-i", str(tmp / "inventory.json"), str(tmp / "play.yml")],
         cwd=tmp,
         env=env,
         capture_output=True,
@@ -67,6 +63,10 @@ def run_check(tmp: Path, url: str, metadata: Path) -> subprocess.CompletedProces
         timeout=300,
         check=False,
     )
+
+
+def run_check(tmp: Path, url: str, metadata: Path) -> subprocess.CompletedProcess:
+    return run_checks(tmp, {"service": (url, metadata)})
 
 
 def serve(tmp: Path, bundle: Path, vocab: Path) -> gunicorn_server.Server:
@@ -143,34 +143,37 @@ def scores(labels: list[str], value: float) -> dict:
 SIX = list(LABELS)
 
 
-@pytest.mark.parametrize(
-    ("case", "served_labels", "rows", "bundle_labels", "trained"),
-    [
-        ("wrong order", SIX, [scores(SIX, 0.9), scores(SIX, 0.05)], SIX, None),
-        ("any six numbers in [0, 1]", SIX, [scores(SIX, 0.5), scores(SIX, 0.5)], SIX, None),
-        ("barely apart", SIX, [scores(SIX, 0.3), scores(SIX, 0.6)], SIX, None),
-        ("readyz labels not the bundle's", SIX[:5], [scores(SIX, 0.0), scores(SIX, 0.99)], SIX, None),
-        ("a row lacks a label", SIX, [scores(SIX[:5], 0.0), scores(SIX, 0.99)], SIX, None),
-        ("seven-label bundle, six served", SIX, [scores(SIX, 0.0), scores(SIX, 0.99)], [*SIX, "spam"], None),
-        # Only `insult` was learned: an untrained label's high score proves nothing.
-        ("abusive only on an untrained label", SIX, [scores(SIX, 0.0), {**scores(SIX, 0.1), "toxic": 0.99}], SIX, ["insult"]),
-    ],
-)
-def test_a_broken_answer_fails(tmp_path, case, served_labels, rows, bundle_labels, trained):
-    canned = Canned(served_labels, rows)
-    try:
-        result = run_check(tmp_path, canned.url, metadata_file(tmp_path, bundle_labels, trained))
-    finally:
-        canned.close()
-    assert result.returncode != 0, f"{case}: passed\n{result.stdout[-3000:]}"
-    assert "want /readyz and every row to carry exactly the bundle's labels" in result.stdout, result.stdout[-3000:]
+# name: (labels /readyz reports, the two rows of scores, the bundle's labels, its trained labels)
+BROKEN = {
+    "wrong-order": (SIX, [scores(SIX, 0.9), scores(SIX, 0.05)], SIX, None),
+    "any-six-numbers-in-0-1": (SIX, [scores(SIX, 0.5), scores(SIX, 0.5)], SIX, None),
+    "barely-apart": (SIX, [scores(SIX, 0.3), scores(SIX, 0.6)], SIX, None),
+    "readyz-labels-not-the-bundles": (SIX[:5], [scores(SIX, 0.0), scores(SIX, 0.99)], SIX, None),
+    "a-row-lacks-a-label": (SIX, [scores(SIX[:5], 0.0), scores(SIX, 0.99)], SIX, None),
+    "seven-label-bundle-six-served": (SIX, [scores(SIX, 0.0), scores(SIX, 0.99)], [*SIX, "spam"], None),
+    # Only `insult` was learned: an untrained label's high score proves nothing.
+    "abusive-only-on-an-untrained-label": (SIX, [scores(SIX, 0.0), {**scores(SIX, 0.1), "toxic": 0.99}], SIX, ["insult"]),
+}
+# The canned server itself is not what fails the cases above.
+GOOD = {"good-insult-only-model": (SIX, [scores(SIX, 0.01), {**scores(SIX, 0.1), "insult": 0.97}], SIX, ["insult"])}
 
 
-def test_canned_good_answer_passes(tmp_path):
-    # The canned server itself is not what fails the cases above.
-    canned = Canned(SIX, [scores(SIX, 0.01), {**scores(SIX, 0.1), "insult": 0.97}])
+def test_broken_answers_fail_and_a_good_one_passes(tmp_path):
+    servers, cases = [], {}
     try:
-        result = run_check(tmp_path, canned.url, metadata_file(tmp_path, SIX, ["insult"]))
+        for name, (served, rows, bundle_labels, trained) in {**BROKEN, **GOOD}.items():
+            server = Canned(served, rows)
+            servers.append(server)
+            case_dir = tmp_path / name
+            case_dir.mkdir()
+            cases[name] = (server.url, metadata_file(case_dir, bundle_labels, trained))
+        result = run_checks(tmp_path, cases)
     finally:
-        canned.close()
-    assert result.returncode == 0, result.stdout[-3000:]
+        for server in servers:
+            server.close()
+    recap = result.stdout.split("PLAY RECAP")[-1]
+    failed = {line.split()[0] for line in recap.splitlines() if "failed=1" in line}
+    assert failed == set(BROKEN), result.stdout[-5000:]
+    for name in BROKEN:
+        assert f"fatal: [{name}]: FAILED!" in result.stdout
+    assert result.stdout.count("want /readyz and every row to carry exactly the bundle's labels") >= len(BROKEN)
