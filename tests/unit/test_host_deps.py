@@ -144,7 +144,7 @@ def test_root_installs_the_missing_and_starts_an_engine_that_outlives_it(world):
     pending = world / "pending"
     pending.mkdir()
     for name, body in (("docker", f'test "$1" = info && test -f {up}'),
-                       ("dockerd", f"touch {up}; echo dockerd-log-line; exec sleep 120")):
+                       ("dockerd", f"echo dockerd-log-line; touch {up}; exec sleep 120")):
         (pending / name).write_text("#!/bin/sh\n" + body + "\n")
         (pending / name).chmod(0o755)
     stub(world, "apt-get", f'echo "$*" >> {world}/record/apt-get; '
