@@ -132,7 +132,7 @@ def test_root_with_everything_present_does_nothing_fast(world):
     assert not (world / "record" / "apt-get").exists()
     assert not (world / "record" / "dockerd").exists()
     assert pid_file.read_text() == "", "no engine was started, so no PID to stop"
-    assert elapsed < 2.0, f"a no-op run took {elapsed:.2f} s"
+    assert elapsed < 5.0, f"a no-op run took {elapsed:.2f} s"  # ~0.05 s; generous for a loaded machine
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="needs root: the root path installs and starts things")
