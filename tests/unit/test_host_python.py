@@ -9,34 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from host_pythons import NO_PYTHON36, PYTHON36
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "host_python_files.py"
 BIN = Path(sys.executable).parent
 
 
-def find_python36() -> str | None:
-    """A real CPython 3.6: $TOXIC_TEST_PYTHON36, python3.6 on PATH, or a pyenv build."""
-    candidates = [os.environ.get("TOXIC_TEST_PYTHON36"), shutil.which("python3.6")]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    candidates += [str(p) for p in sorted(pyenv_root.glob("versions/3.6*/bin/python3.6"))]
-    for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 6))"],
-                               capture_output=True, text=True, check=False)
-        if probe.stdout.strip() == "True":
-            return candidate
-    return None
-
-
-PYTHON36 = find_python36()
-needs_python36 = pytest.mark.skipif(PYTHON36 is None, reason="no Python 3.6 interpreter here (vermin is then the check)")
+needs_python36 = pytest.mark.skipif(PYTHON36 is None, reason=NO_PYTHON36)
 
 
 def host_check(root: Path) -> subprocess.CompletedProcess:
@@ -143,7 +129,7 @@ def list_requirements(python: str, site: Path, *args: str) -> subprocess.Complet
 @pytest.mark.parametrize("python", [sys.executable, PYTHON36], ids=["this-python", "python3.6"])
 def test_app_requirements_lists_what_applies_here(tmp_path: Path, python: str | None) -> None:
     if python is None:
-        pytest.skip("no Python 3.6 interpreter here (vermin is then the check)")
+        pytest.skip(NO_PYTHON36)
     site = fake_site(tmp_path)
     result = list_requirements(python, site, "demo-app", "--extra=tflite", "--exclude=ai-edge-litert")
     assert result.returncode == 0, result.stderr

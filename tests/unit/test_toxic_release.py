@@ -25,6 +25,7 @@ import os
 import pwd
 import shutil
 import socketserver
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from host_pythons import NO_PYTHON36, PYTHON36
 
 TOOL = Path(__file__).resolve().parents[2] / "roles" / "toxic_service" / "files" / "toxic-release"
 LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
@@ -43,6 +45,7 @@ HEALTH_MODES = {
     "seven": (200, SEVEN_LABELS, SEVEN_LABELS, 0.25),  # a 7-label bundle: as good as a 6-label one
     "badscores": (200, LABELS, LABELS[:5], 0.25),  # the probe lacks a label /readyz declares
     "extralabel": (200, LABELS, SEVEN_LABELS, 0.25),  # the probe scores a label /readyz does not declare
+    "renamed": (200, LABELS, (*LABELS[:5], "spam"), 0.25),  # as many labels, one of them another
     "outofrange": (200, LABELS, LABELS, 1.5),
     "nolabels": (200, None, LABELS, 0.25),  # /readyz declares no labels
     "notready": (503, None, LABELS, 0.25),
@@ -85,7 +88,9 @@ def build_wheel(directory: Path, name: str, version: str, files: dict[str, str])
     return wheel
 
 
-def make_wheelhouse(base: Path, label: str, *, check_exit: int = 0, health: str = "ok", dep_version: str = "1.0") -> Path:
+def make_wheelhouse(
+    base: Path, label: str, *, check_exit: int = 0, health: str = "ok", dep_version: str = "1.0", main: str = MAIN_PY
+) -> Path:
     """label makes each app wheel distinct (and so each release)."""
     house = base / f"wheelhouse-{label}"
     house.mkdir()
@@ -96,7 +101,7 @@ def make_wheelhouse(base: Path, label: str, *, check_exit: int = 0, health: str 
         version,
         {
             "toxic_service/__init__.py": f"LABEL = {label!r}\n",
-            "toxic_service/__main__.py": MAIN_PY,
+            "toxic_service/__main__.py": main,
             "toxic_service/check.txt": f"{check_exit}\n",
             "toxic_service/health.txt": f"{health}\n",
         },
@@ -316,6 +321,7 @@ def test_a_release_failing_check_is_never_activated_and_is_removed(host: Host) -
         ("notready", "not ready within 3 s"),
         ("badscores", "(missing: identity_hate; not declared: none)"),
         ("extralabel", "(missing: none; not declared: spam)"),
+        ("renamed", "(missing: identity_hate; not declared: spam)"),
         ("outofrange", "score toxic=1.5 is not a number in [0, 1]"),
         ("nolabels", "/readyz must declare `labels`"),
     ],
@@ -576,3 +582,182 @@ def test_bad_settings_are_refused_by_name(host: Host) -> None:
     result = host.run("status")
     assert result.returncode == 1 and "unknown keys ['helth_url']" in result.stderr
     shutil.rmtree(host.root)
+
+
+# --------------------------------------------------------------------------- Python 3.6
+
+
+
+
+@pytest.mark.skipif(PYTHON36 is None, reason=NO_PYTHON36)
+def test_every_subcommand_runs_on_python_3_6(host: Host) -> None:
+    """What EL7 runs: toxic-release under its /usr/bin/python3 (3.6); the env it builds uses the
+    service's Python. The whole file runs this way with TOXIC_RELEASE_TEST_PYTHON=<a 3.6>."""
+    host.python = PYTHON36
+    version = subprocess.run([PYTHON36, "--version"], capture_output=True, text=True, check=True)
+    assert "3.6" in version.stdout + version.stderr
+    first = host.deploy(make_wheelhouse(host.base, "one"))
+    fingerprint = json.loads(host.run("fingerprint", "--wheelhouse", str(host.base / "wheelhouse-one")).stdout)
+    assert fingerprint["differs"] is False
+    model = host.run("add-model", "--from", str(make_bundle(host.base, b"weights 3.6")))
+    assert model.returncode == 0, model.stderr
+    result = host.run("prepare", "--wheelhouse", str(make_wheelhouse(host.base, "two")), "--model-dir", model.stdout.strip())
+    assert result.returncode == 0, result.stderr
+    second = Path(result.stdout.strip())
+    assert host.run("activate", second.name).returncode == 0
+    assert host.run("restart").returncode == 0
+    sick = host.prepare(make_wheelhouse(host.base, "sick", health="badscores"))
+    result = host.run("activate", sick.name)
+    assert result.returncode == 1 and f"switched back to {second.name}, which is healthy" in result.stderr
+    assert host.run("rollback").returncode == 0
+    status = json.loads(host.run("status", "--json").stdout)
+    assert status["current"] == first.name and status["health"]["readyz"] == 200
+    assert host.run("status").returncode == 0
+    assert host.run("prune", "--keep", "1").returncode == 0
+    assert host.releases() == [first.name, second.name], "the newest and the current one"
+    switches = [(e["action"], e["result"]) for e in host.log() if e["action"] in ("activate", "restart", "rollback")]
+    assert switches == [("activate", "ok"), ("activate", "ok"), ("restart", "ok"), ("activate", "failed"), ("rollback", "ok")]
+
+
+# --------------------------------------------------------------------------- the real app, 7 labels
+
+# A release whose code is the toxic_service installed beside this test run: `check`, `serve` and
+# `vocab info` are the real ones, reading the release's model (TOXIC_BUNDLE, set by the wrapper).
+# PYTHONPATH (the release's lib/, this shim) is dropped so that the real package is the one imported.
+REAL_APP_MAIN = f"""import os, sys
+env = {{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
+os.execve({sys.executable!r}, [{sys.executable!r}, "-m", "toxic_service", *sys.argv[1:]], env)
+"""
+
+
+@pytest.fixture(scope="session")
+def seven_label_fixtures():
+    """The tiny fixture model with a seventh output, "spam" (fixtures_builder gives it toxic's weights)."""
+    import fixtures_builder
+
+    return fixtures_builder.build_tiny_fixtures(SEVEN_LABELS)
+
+
+def free_port() -> int:
+    with socketserver.TCPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler) as server:
+        return server.server_address[1]
+
+
+@pytest.fixture
+def real_host(tmp_path: Path, seeded_env: Path, tiny_fixtures):
+    """A host whose `systemctl restart` runs the current release's real `toxic-service serve`."""
+    root, state = tmp_path / "srv", tmp_path / "state"
+    state.mkdir()
+    shutil.copytree(tiny_fixtures.bundle_dir, root / "shared" / "model")
+    shutil.copy(tiny_fixtures.sqlite_path, root / "shared" / "vocab.sqlite")
+    shutil.copytree(seeded_env, root / "shared" / "envs" / seeded_env.name, symlinks=True)
+    port = free_port()
+    env_file = tmp_path / "toxic.env"
+    env_file.write_text(
+        f"TOXIC_DATA_DIR={tmp_path / 'data'}\nTOXIC_SQLITE_PATH={root / 'shared' / 'vocab.sqlite'}\n"
+        "TOXIC_VOCAB_BACKEND=sqlite\nTOXIC_RUNTIME=litert\nTOXIC_CACHE_ENTRIES=1000\n"
+    )
+    systemctl = tmp_path / "systemctl"
+    # Like systemd: a clean environment plus toxic.env; stop waits (bounded) for the master to exit.
+    systemctl.write_text(f"""#!/bin/sh
+echo "$*" >> {state}/calls
+stop() {{
+    [ -f {state}/pid ] || return 0
+    pid=$(cat {state}/pid); kill "$pid" 2>/dev/null; i=0
+    while [ $i -lt 300 ] && kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' /proc/"$pid"/status 2>/dev/null; do
+        sleep 0.1; i=$((i + 1))
+    done
+    rm -f {state}/pid
+}}
+case "$1" in
+  restart) stop
+    release=$(readlink -f {root}/current)
+    echo "$release" > {state}/running
+    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 sh -c 'set -a; . {env_file}; set +a; exec "$0"/bin/toxic-service serve \
+        --bind 127.0.0.1:{port} --workers 1' "$release" >> {state}/serve.log 2>&1 &
+    echo $! > {state}/pid ;;
+  stop) stop; rm -f {state}/running ;;
+esac
+""")
+    systemctl.chmod(0o755)
+    config = tmp_path / "release.json"
+    config.write_text(json.dumps({
+        "root": str(root), "python": sys.executable, "systemctl": str(systemctl), "health_via": "url",
+        "health_url": f"http://127.0.0.1:{port}/", "health_timeout": 90, "keep": 5, "env_file": str(env_file),
+        "user": pwd.getpwuid(os.getuid()).pw_name,
+    }))
+    host = Host(tmp_path, root, state, config)
+    host.port = port
+    yield host
+    subprocess.run([str(systemctl), "stop"], check=False, timeout=60)
+
+
+def readyz(port: int) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as answer:  # noqa: S310 (loopback)
+        return json.loads(answer.read())
+
+
+def test_a_seven_label_bundle_passes_activate_end_to_end(real_host: Host, seven_label_fixtures) -> None:
+    """The real check, the real service and its /readyz, the real probe: 6 labels, then 7, then back."""
+    from toxic_service.vocab.meta import read_meta
+
+    host = real_host
+    six = host.deploy(make_wheelhouse(host.base, "six", main=REAL_APP_MAIN))
+    assert readyz(host.port)["labels"] == list(LABELS)
+    status = json.loads(host.run("status", "--json").stdout)
+    vocab = read_meta(host.root / "shared" / "vocab.sqlite")
+    assert status["vocabulary"]["backend"] == "sqlite"
+    assert status["vocabulary"]["path"] == str(host.root / "shared" / "vocab.sqlite")
+    assert (status["vocabulary"]["checksum"], status["vocabulary"]["size"]) == (vocab["checksum"], vocab["size"])
+
+    added = host.run("add-model", "--from", str(seven_label_fixtures.bundle_dir))
+    assert added.returncode == 0, added.stderr
+    result = host.run("prepare", "--wheelhouse", str(make_wheelhouse(host.base, "seven", main=REAL_APP_MAIN)),
+                      "--model-dir", added.stdout.strip())
+    assert result.returncode == 0, result.stderr
+    seven = Path(result.stdout.strip())
+    result = host.run("activate", seven.name)
+    assert result.returncode == 0, result.stderr + (host.state / "serve.log").read_text()[-3000:]
+    assert f"probe scored the 7 labels /readyz declares ({', '.join(SEVEN_LABELS)})" in result.stderr
+    assert host.current() == f"releases/{seven.name}"
+    assert readyz(host.port)["labels"] == list(SEVEN_LABELS)
+
+    result = host.run("rollback")
+    assert result.returncode == 0, result.stderr
+    assert host.current() == f"releases/{six.name}" and readyz(host.port)["labels"] == list(LABELS)
+
+
+def test_a_vocabulary_without_meta_is_refused_by_name_and_the_release_keeps_running(real_host: Host) -> None:
+    host = real_host
+    release = host.deploy(make_wheelhouse(host.base, "good", main=REAL_APP_MAIN))
+    pid = (host.state / "pid").read_text()
+    vocab = host.root / "shared" / "vocab.sqlite"
+    good = host.base / "good-vocab.sqlite"
+    os.replace(vocab, good)
+    conn = sqlite3.connect(vocab)
+    conn.execute("CREATE TABLE words(word TEXT PRIMARY KEY, idx INTEGER)")
+    conn.commit()
+    conn.close()
+
+    status = json.loads(host.run("status", "--json").stdout)
+    assert f"vocabulary file {vocab} has no meta table" in status["vocabulary"]["error"]
+    calls = host.calls()
+    result = host.run("restart")  # what the embeddings role's handler runs after a new vocabulary
+    assert result.returncode == 1
+    assert f"vocabulary file {vocab} has no meta table" in result.stderr
+    assert host.calls() == calls, "the failed check restarted nothing"
+    assert (host.state / "pid").read_text() == pid and host.current() == f"releases/{release.name}"
+    # The same process, never restarted, serves again once the file is fixed in place.
+    os.replace(good, vocab)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert readyz(host.port)["labels"] == list(LABELS)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    assert (host.state / "pid").read_text() == pid
