@@ -10,7 +10,10 @@
 Hosts come from the Ansible inventory (--inventory, default $TOXIC_INVENTORY or
 inventory/local; group `app`, --host NAME for one of them), with the
 inventory's address, port, user, SSH key and known_hosts file; `fab -H
-user@host:port TASK` overrides it. Every step on a host is one call to
+user@host:port TASK` overrides it. A host key must already be known (the
+inventory's UserKnownHostsFile, else ~/.ssh/known_hosts, and
+/etc/ssh/ssh_known_hosts): an unknown one is refused, never added
+(docs/provisioning.md, "First contact"). Every step on a host is one call to
 `sudo toxic-release ...`, the tool the toxic_service role installs and uses:
 activation, the switch back on failure and rollback exist once, there.
 This file only builds, uploads and orchestrates.
@@ -73,6 +76,7 @@ def say(message: str) -> None:
 class Target:
     name: str
     conn: Connection
+    known_hosts: tuple[Path, ...] = ()  # the files its host key was looked up in (for the refusal message)
 
 
 def _ansible_tool(name: str) -> str:
@@ -159,6 +163,53 @@ def _ssh_options(args: str) -> dict[str, str]:
     return options
 
 
+# OpenSSH's defaults; an inventory's UserKnownHostsFile/GlobalKnownHostsFile replaces them, as it does for ssh
+# (so a stale ~/.ssh/known_hosts line for a reused loopback port cannot clash with the file the inventory names).
+USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+
+
+class UnknownHostKey(paramiko.SSHException):
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(f"{hostname}: no {key.get_name()} host key in the known_hosts files")
+        self.hostname, self.key = hostname, key
+
+
+class RefuseUnknownHostKey(paramiko.MissingHostKeyPolicy):
+    """paramiko's RejectPolicy, raising with the key, so the refusal can name its fingerprint."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise UnknownHostKey(hostname, key)
+
+
+def known_hosts_files(ssh_args: str) -> list[Path]:
+    """The known_hosts files ssh itself would read for these ansible_ssh_common_args."""
+    options = _ssh_options(ssh_args)
+    files = []
+    for option, defaults in (("userknownhostsfile", USER_KNOWN_HOSTS), ("globalknownhostsfile", GLOBAL_KNOWN_HOSTS)):
+        files += [Path(f).expanduser() for f in (options[option].split() if option in options else defaults)]
+    return files
+
+
+def check_host_keys(conn: Connection, ssh_args: str = "") -> tuple[Path, ...]:
+    """Trust only host keys already in a known_hosts file: Fabric's default policy (AutoAddPolicy) takes any.
+
+    Whatever StrictHostKeyChecking the inventory asks Ansible for, fab does not connect to a host whose key it
+    has never seen: it would hand that host a signature made with the deploy key and then the release to run.
+    Returns the files read.
+    """
+    files = known_hosts_files(ssh_args)
+    for path in files:
+        if not path.is_file():
+            continue
+        try:  # loaded as "system" keys: paramiko never writes them back
+            conn.client.load_system_host_keys(str(path))
+        except OSError as exc:
+            raise Exit(f"fab: cannot read the known_hosts file {path}: {exc.strerror or exc}") from exc
+    conn.client.set_missing_host_key_policy(RefuseUnknownHostKey())
+    return tuple(files)
+
+
 def connection_for(host: dict) -> Target:
     key = host["key"]
     if key and not Path(key).expanduser().is_file():
@@ -171,19 +222,34 @@ def connection_for(host: dict) -> Target:
         connect_kwargs = {"key_filename": [str(Path(key).expanduser())], "look_for_keys": False, "allow_agent": False}
     conn = Connection(host["host"], user=host["user"] or None, port=int(host["port"]), connect_timeout=15,
                       connect_kwargs=connect_kwargs)
-    options = _ssh_options(host["ssh_args"])
-    known = options.get("userknownhostsfile")
-    if known and Path(known).expanduser().is_file():
-        conn.client.load_host_keys(str(Path(known).expanduser()))
-    if options.get("stricthostkeychecking", "").lower() == "yes":
-        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    return Target(host["name"], conn)
+    return Target(host["name"], conn, check_host_keys(conn, host["ssh_args"]))
 
 
 def targets_for(c, inventory: str | None, group: str, host: str | None) -> list[Target]:
     if isinstance(c, Connection):  # fab -H: Fabric made the connection from the command line
-        return [Target(c.original_host, c)]
+        return [Target(c.original_host, c, check_host_keys(c))]
     return [connection_for(h) for h in inventory_hosts(inventory, group, host)]
+
+
+def _host_key_refusal(t: Target, exc: paramiko.SSHException) -> str:
+    host, port = t.conn.host, int(t.conn.port)
+    name = host if port == 22 else f"[{host}]:{port}"  # how known_hosts spells it
+    files = ", ".join(str(f) for f in t.known_hosts if f.is_file()) or "none exists: " + ", ".join(map(str, t.known_hosts))
+    target = t.known_hosts[0] if t.known_hosts else "~/.ssh/known_hosts"
+    if isinstance(exc, UnknownHostKey):
+        return (
+            f"fab: {t.name}: refusing to connect to {host}:{port}: its host key ({exc.key.get_name()} "
+            f"{exc.key.fingerprint}) is in none of the known_hosts files read ({files}). Compare that fingerprint "
+            f"with the one the host's console (or provider) shows, then add the key: "
+            f"`ssh-keyscan{'' if port == 22 else f' -p {port}'} {host} >> {target}` "
+            '(docs/provisioning.md, "First contact").'
+        )
+    return (
+        f"fab: {t.name}: refusing to connect to {host}:{port}: its host key ({exc.key.get_name()} "
+        f"{exc.key.fingerprint}) is not the one known for {name} ({exc.expected_key.get_name()} "
+        f"{exc.expected_key.fingerprint}, in {files}): the connection may be intercepted. If the host was rebuilt, "
+        f"remove the old key (`ssh-keygen -R '{name}' -f FILE`) and add the new one after checking it."
+    )
 
 
 def open_target(t: Target) -> None:
@@ -194,6 +260,8 @@ def open_target(t: Target) -> None:
         raise Exit(f"fab: {t.name}: unknown host: cannot resolve {t.conn.host!r} ({exc.strerror})") from exc
     except paramiko.ssh_exception.NoValidConnectionsError as exc:
         raise Exit(f"fab: {t.name}: cannot connect to {where}: {exc.strerror or exc} (is the host up?)") from exc
+    except (UnknownHostKey, paramiko.BadHostKeyException) as exc:
+        raise Exit(_host_key_refusal(t, exc)) from exc
     except paramiko.AuthenticationException as exc:
         raise Exit(f"fab: {t.name}: {where} refused our SSH key ({exc}); is it in the user's authorized_keys?") from exc
     except paramiko.SSHException as exc:
