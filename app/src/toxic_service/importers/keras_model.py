@@ -29,6 +29,7 @@ import numpy as np
 
 from toxic_service.errors import BundleError
 from toxic_service.importers import InputFileError
+from toxic_service.importers.model_config import check_model_file
 
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")
 DEFAULT_TOLERANCE = 1e-4
@@ -89,6 +90,8 @@ def load_keras_model(path: Path) -> Any:
         raise InputFileError(f"{path}: no such file")
     if path.suffix.lower() not in (".h5", ".hdf5", ".keras"):
         raise InputFileError(f"{path}: expected a Keras model file (.h5, .hdf5 or .keras)")
+    # Before Keras sees the file: loading builds whatever classes it names, Lambda code included.
+    check_model_file(path)
     flavour = keras_flavour(path)
     module = keras_module(flavour)
     try:
