@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
-ROLES = ["base", "embeddings", "mongodb", "nginx", "toxic_service"]
+ROLES = ["base", "embeddings", "firewall", "mongodb", "nginx", "toxic_service"]
 
 PLATFORMS = {
     "centos7": {"os_family": "RedHat", "distribution": "CentOS", "distribution_major_version": "7"},
@@ -53,7 +53,7 @@ PLAYBOOK = """\
         dest: "{{ out_dir }}/{{ inventory_hostname }}.json"
         mode: "0600"
       vars:
-        names: "{{ query('ansible.builtin.varnames', '^__(base|embeddings|mongodb|nginx|toxic_service)_') }}"
+        names: "{{ query('ansible.builtin.varnames', '^__(base|embeddings|firewall|mongodb|nginx|toxic_service)_') }}"
 """
 
 
@@ -137,6 +137,7 @@ def test_el_overrides_hold_only_what_differs(loaded):
         assert "python3-apt" not in values["__base_packages"]
         assert values["__mongodb_service_user"] == "mongod"
         assert values["__nginx_user"] == "nginx"
+        assert values["__firewall_default_backend"] == "firewalld"
         assert values["__toxic_service_socket_group"] == "nginx"
     assert el7["__mongodb_supported_versions"] == ["7.0"]
     assert "EL7" in el7["__mongodb_versions_note"]
@@ -153,6 +154,7 @@ def test_debian_family_and_ubuntu_overrides(loaded):
         assert values["__mongodb_service_user"] == "mongodb"
         assert values["__nginx_user"] == "www-data"
         assert values["__toxic_service_nologin"] == "/usr/sbin/nologin"
+        assert values["__firewall_default_backend"] == "nftables"
     assert (debian["__mongodb_apt_path"], debian["__mongodb_apt_component"]) == ("debian", "main")
     assert (jammy["__mongodb_apt_path"], jammy["__mongodb_apt_component"]) == ("ubuntu", "multiverse")
     assert (noble["__mongodb_apt_path"], noble["__mongodb_apt_component"]) == ("ubuntu", "multiverse")
