@@ -92,7 +92,8 @@ def test_forwarding_and_groups_when_asked_for(tmp_path):
     candidate = render(tmp_path, base_sshd_allow_tcp_forwarding=True, base_sshd_allow_agent_forwarding=True,
                        base_sshd_x11_forwarding=True, base_sshd_allow_groups=["deploy", "ssh-users"])
     settings = sshd_settings(tmp_path, candidate)
-    assert settings["allowtcpforwarding"] == "yes" and settings["allowstreamlocalforwarding"] == "yes"
+    assert settings["allowtcpforwarding"] == "yes" and settings["permitopen"] == "any"
+    assert settings["allowstreamlocalforwarding"] == "no", "the gunicorn socket is never forwarded"
     assert settings["allowagentforwarding"] == "yes" and settings["x11forwarding"] == "yes"
     assert settings["allowgroups"].split() == ["deploy", "ssh-users"]
     assert settings["permittunnel"] == "no"
@@ -116,3 +117,12 @@ def test_an_allow_list_without_the_admin_user_is_refused(tmp_path, allow_users, 
     assert (result.returncode != 0) is refused, result.stdout
     if refused:
         assert "base_sshd_allow_users" in result.stdout and "'deploy'" in result.stdout
+
+
+def test_the_local_inventory_forwards_to_nginx_only(tmp_path):
+    # inventory/local's exception for the reliability suite's `ssh -L` to nginx: that one destination.
+    local = yaml.safe_load((REPO / "inventory" / "local" / "group_vars" / "all.yml").read_text())
+    chosen = {k: v for k, v in local.items() if k.startswith("base_sshd_")}
+    settings = sshd_settings(tmp_path, render(tmp_path, **chosen))
+    assert settings["allowtcpforwarding"] == "yes" and settings["permitopen"] == "127.0.0.1:80"
+    assert settings["allowstreamlocalforwarding"] == "no" and settings["allowagentforwarding"] == "no"
