@@ -3,7 +3,7 @@
 roles/nginx/templates/nginx.conf.j2 holds two blocks this module renders,
 each between a BEGIN and an END marker line: a `map` (http level) that gives
 the rate-limit answer its Retry-After header, and the `error_page`s with
-their named locations (server level). tests/unit/test_error_vocabulary.py
+their internal locations (server level). tests/unit/test_error_vocabulary.py
 fails when the template's blocks differ from what this renders, so a code,
 status or message changed in ERRORS cannot be forgotten in nginx. After a
 change to ERRORS, rewrite the template's blocks with:
@@ -27,8 +27,8 @@ from toxic_service.errors import ERRORS, NGINX, RETRY_AFTER_SECONDS, ErrorCode, 
 
 # The role's variable for the body limit: the {limit} of payload_too_large's message.
 LIMIT_VARIABLE = "{{ nginx_client_max_body_size }}"
-# Where the pages live: internal locations (a client asking for one gets nginx's 404); the prefix is
-# one no route of the app uses.
+# Where the pages live: internal locations (a client asking for one gets the JSON 404 below); no route
+# of the app starts so.
 PAGE_PREFIX = "/.toxic-error/"
 # nginx's own internal statuses for a table code, where they differ from the status it answers with:
 # too-large request headers are nginx's 494 (sent as a 400 unless error_page says otherwise).
