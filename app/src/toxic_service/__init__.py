@@ -1,3 +1,3 @@
-"""toxic-service: six toxicity scores per comment, over HTTP, on a 1 GB host."""
+"""toxic-service: toxicity scores per comment (the model bundle's labels), over HTTP, on a 1 GB host."""
 
 __version__ = "0.1.0"
