@@ -35,15 +35,22 @@ VENV_BIN = Path(sys.executable).parent
 LOADGEN = REPO / "tools" / "loadgen.py"
 LOADGEN_IN_HOST = "/root/loadgen.py"
 ROOT = "/srv/toxic-service"
-# The load during every deploy and rollback: open loop (tools/loadgen.py constant), a new connection per request,
-# enough threads that a restart's queue (40 req/s x ~1 s) never makes the generator itself wait.
+# The load during every deploy and rollback: open loop (tools/loadgen.py constant), a new connection per request.
+# 16 threads send on time through a 0.4 s stall; in a longer one requests wait in the generator, and their latency,
+# counted from the time each was due, still shows it. More threads made the generator's own p99 worse (GIL: 64
+# threads 234 ms, 16 threads 31 ms at 40 req/s in the same container at a load average of 6).
 LOAD_RATE = 40.0
-LOAD_THREADS = 64
+LOAD_THREADS = 16
 TAIL_S = 1.0  # the load still runs this long after the operation ends
-# Worst latency allowed during a deploy or rollback (latency_limit_ms).
-LATENCY_FACTOR = 50.0
-LATENCY_FLOOR_MS = 1500.0
-LATENCY_CAP_MS = 4000.0
+# Worst latency allowed during a deploy or rollback: LATENCY_FACTOR x the no-deploy p99, within [FLOOR, CAP].
+# Measured in the test container, 40 req/s, `systemctl restart toxic-service` (what toxic-release does): worst
+# ~0.8 s on a quiet machine (bench deploy, 10 runs); 1.5, 1.9, 1.9, 2.7, 2.8 s at a load average of 2-4 on 2 CPUs
+# (no-deploy p99 12-18 ms); 3.1 s at ~6 (p99 31 ms); the service stopped (SIGSTOP) for 5 s: 5.0 s. A restart's
+# queue depends on how fast a new master loads, far more than the p99 of a warm service does, so the floor sits
+# just under the cap: every restart seen passes, and a 5 s stall fails however noisy the baseline was.
+LATENCY_FACTOR = 150.0
+LATENCY_FLOOR_MS = 4000.0
+LATENCY_CAP_MS = 4500.0
 # Above this p99 with no deploy running, the machine, not a deploy, sets the latency (seen: p99 8.6 s at a load
 # average of 8 on 2 CPUs): nothing can be judged, and the suite says so instead of passing or failing on noise.
 BASELINE_P99_MAX_MS = 500.0
@@ -283,9 +290,8 @@ def _json_line(line: str) -> dict:
 def latency_limit_ms(baseline_p99_ms: float) -> float:
     """The worst latency a deploy or rollback may cause: LATENCY_FACTOR x the no-deploy p99, within [floor, cap].
 
-    The floor: a restart queues requests on systemd's socket for as long as a new master takes to load (~0.8 s
-    measured on a quiet machine), whatever the p99 of a quiet service is. The cap: a 5 s stall fails however
-    noisy the baseline was.
+    A restart queues requests on systemd's socket for as long as a new master takes to load, which grows with
+    how busy the machine is, as the p99 does; the floor and the cap are explained where they are set.
     """
     return min(LATENCY_CAP_MS, max(LATENCY_FLOOR_MS, LATENCY_FACTOR * baseline_p99_ms))
 
@@ -293,8 +299,9 @@ def latency_limit_ms(baseline_p99_ms: float) -> float:
 def latency_verdict(load: dict, baseline: dict) -> tuple[bool, str]:
     """(within the limit?, both figures in words) for one load run against the no-deploy baseline run."""
     limit = latency_limit_ms(baseline["p99_ms"])
-    text = (f"worst latency {load['max_ms']:.0f} ms, limit {limit:.0f} ms (= {LATENCY_FACTOR:g} x the no-deploy p99 of "
-            f"{baseline['p99_ms']:.1f} ms, within [{LATENCY_FLOOR_MS:.0f}, {LATENCY_CAP_MS:.0f}] ms)")
+    text = (f"worst latency {load['max_ms']:.0f} ms, limit {limit:.0f} ms ({LATENCY_FACTOR:g} x the no-deploy p99 of "
+            f"{baseline['p99_ms']:.1f} ms = {LATENCY_FACTOR * baseline['p99_ms']:.0f} ms, held within "
+            f"[{LATENCY_FLOOR_MS:.0f}, {LATENCY_CAP_MS:.0f}] ms)")
     return load["max_ms"] <= limit, text
 
 
