@@ -157,7 +157,8 @@ def plain_keras3(tmp_path_factory) -> Path:
 
 
 def test_keras_zip_with_a_custom_class_is_refused(tmp_path, plain_keras3):
-    # A class from a module of the attacker's: Keras would import evil_layers (its top level runs) to find it.
+    # A class from a module of the attacker's. Keras 3 releases before the CVE-2025-1550 fix imported the
+    # named module to find the class (its top level runs); the installed one may not: refused either way.
     (tmp_path / "evil_layers.py").write_text(f"open({str(tmp_path / 'MARKER')!r}, 'w').write('imported')\n")
 
     def edit(config):
@@ -174,6 +175,10 @@ def test_keras_zip_with_a_custom_class_is_refused(tmp_path, plain_keras3):
     [
         (lambda c: _first_layer(c, "Dense").update(registered_name="evil>Dense"), "registered_name 'evil>Dense'"),
         (lambda c: _first_layer(c, "Dense").update(module="os"), "module 'os' is not a Keras module"),
+        (
+            lambda c: _first_layer(c, "Dense")["config"].update(activation="deserialize"),
+            "'scores' (Dense), in config: activation 'deserialize' is not a listed Keras activation",
+        ),
         (
             lambda c: _first_layer(c, "Dense")["config"].update(
                 kernel_initializer={"module": "keras.initializers", "class_name": "Sneaky", "config": {}}

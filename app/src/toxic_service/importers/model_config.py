@@ -54,6 +54,17 @@ OBJECT_CLASSES = frozenset(
         "__keras_tensor__", "__tensor__", "__numpy__", "__bytes__", "__tuple__", "__ellipsis__", "__slice__",
     }
 )  # fmt: skip
+# Activations named by string (Keras 2 and 3): Keras looks any other name up among its module's
+# globals, which hold more than activations.
+ACTIVATIONS = frozenset(
+    {
+        "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "glu", "silu", "swish", "mish",
+        "sigmoid", "hard_sigmoid", "log_sigmoid", "sparse_sigmoid", "hard_silu", "hard_swish", "tanh", "hard_tanh",
+        "tanh_shrink", "softmax", "log_softmax", "sparsemax", "softplus", "softsign", "sparse_plus", "squareplus",
+        "exponential", "hard_shrink", "soft_shrink", "threshold",
+    }
+)  # fmt: skip
+ACTIVATION_KEYS = frozenset({"activation", "recurrent_activation"})
 # Where Keras keeps its own classes: a `module` key outside these names user code.
 KERAS_MODULES = ("keras", "tf_keras")
 # Keys whose value is code (a Lambda's function, its output_shape function) in any Keras version.
@@ -163,6 +174,10 @@ def check_model_config(config: dict[str, Any], origin: str) -> None:
         for key, value in obj.items():
             if key in CODE_KEYS and value is not None:
                 raise UnsafeModelError(f"{origin}: {at}: key {key!r} carries code; refusing to load the model")
+            if key in ACTIVATION_KEYS and isinstance(value, str) and value not in ACTIVATIONS:
+                raise UnsafeModelError(
+                    f"{origin}: {at}: {key} {value!r} is not a listed Keras activation; refusing to load the model"
+                )
             if (key == "module" or key.endswith("_module")) and not _keras_module(value):
                 raise UnsafeModelError(f"{origin}: {at}: {key} {value!r} is not a Keras module; refusing to load the model")
 
