@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from toxic_service.importers import InputFileError
 
 pytest.importorskip("tf_keras")
 
@@ -205,3 +206,14 @@ def test_builtin_models_pass_the_check(plain_keras3):
     real = Path(__file__).resolve().parents[2] / ".cache/assets/src/lstm_model_0.1.2.h5"
     if real.is_file():  # tox-block's Keras 2.2.4 file, as `make assets` imports it
         check_model_file(real)
+
+
+def test_a_config_nested_too_deep_to_parse_is_refused_not_a_traceback(tmp_path, plain_keras3):
+    from toxic_service.importers.model_config import check_model_file
+
+    model = tmp_path / "deep.keras"
+    with zipfile.ZipFile(plain_keras3) as zin, zipfile.ZipFile(model, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, b"[" * 200_000 + b"]" * 200_000 if item.filename == "config.json" else zin.read(item))
+    with pytest.raises(InputFileError, match=r"deep\.keras: the model config is not valid JSON \(RecursionError"):
+        check_model_file(model)

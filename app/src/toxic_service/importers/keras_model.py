@@ -46,7 +46,7 @@ def keras_flavour(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as zf:
                 version = str(json.loads(zf.read("metadata.json")).get("keras_version", ""))
-        except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+        except (KeyError, ValueError, RecursionError, zipfile.BadZipFile) as exc:
             raise InputFileError(f"{path}: not a Keras .keras archive ({exc})") from exc
     else:
         try:

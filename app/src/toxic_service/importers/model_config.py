@@ -72,6 +72,8 @@ CODE_KEYS = frozenset({"function", "function_type", "output_shape_type", "fn", "
 # Keras only deserialises these with compile=True, which keras_model.load_keras_model never passes;
 # they name optimizers and losses, not layers.
 NOT_LOADED_KEYS = frozenset({"compile_config", "training_config"})
+# tox-block's config is 5 kB; a zip member's declared size is checked before it is inflated.
+MAX_CONFIG_BYTES = 64 << 20
 
 
 class UnsafeModelError(InputFileError):
@@ -84,6 +86,8 @@ def read_model_config(path: Path) -> dict[str, Any]:
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as zf:
+                if zf.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
+                    raise InputFileError(f"{path}: config.json is larger than {MAX_CONFIG_BYTES} bytes; not a model config")
                 raw: Any = zf.read("config.json")
         except (KeyError, zipfile.BadZipFile, OSError) as exc:
             raise InputFileError(f"{path}: not a Keras .keras archive (no readable config.json: {exc})") from exc
@@ -103,8 +107,8 @@ def read_model_config(path: Path) -> dict[str, Any]:
             raise UnsafeModelError(f"{path}: no model_config attribute (weights only?); cannot check it, not loading it")
     try:
         config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InputFileError(f"{path}: the model config is not valid JSON ({exc})") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
+        raise InputFileError(f"{path}: the model config is not valid JSON ({type(exc).__name__}: {exc})") from exc
     if not isinstance(config, dict):
         raise InputFileError(f"{path}: the model config is a JSON {type(config).__name__}, not an object")
     return config
