@@ -4,7 +4,8 @@ Every error is JSON `{"error": {"code", "message"}}`, built by
 toxic_service.errors.error_json from the codes in its ERRORS table: our own
 error types carry their code; Werkzeug's routing and body-limit errors get
 the app's code for their status; anything else is a generic 500 whose
-traceback goes to the log, never to the client. A response's status is
+traceback goes to the log, never to the client; a 5xx body is always the table's
+message (a store outage's details stay in the log). A response's status is
 always its code's status in ERRORS, so the OpenAPI document cannot miss one.
 """
 
@@ -34,6 +35,11 @@ def _own_error(exc: ToxicServiceError) -> Response:
     if APP not in error.emitted_by or error.status == 500:
         # A CLI-only code (bundle_error, ...) or any 500: the client sees the generic code; details stay in the log.
         error = error_for(exc.status, APP)
+        return error_response(error.code)
+    if error.status >= 500:
+        # A store or startup failure's text names internals (a MongoDB driver error carries the
+        # server's host:port, database, collection and topology; a file error its path): the
+        # client gets the table's message, the details are in the warning logged above.
         return error_response(error.code)
     return error_response(error.code, str(exc))
 
