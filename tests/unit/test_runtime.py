@@ -179,3 +179,29 @@ def test_a_model_with_inputs_of_another_form_is_a_bundle_error():
         _input_roles([detail([64]), detail([-1, 20])], "m")
     with pytest.raises(BundleError, match="expected one"):
         _input_roles([detail([-1, 20]), detail([-1, 20])], "m")
+
+
+def test_keras_runtime_refuses_a_bundle_model_with_a_lambda_before_keras_loads_it(
+    tiny_settings, tiny_bundle_dir, meta, tmp_path
+):
+    """A bundle's model.keras is input too: a code-carrying layer is refused from its config alone."""
+    import zipfile
+
+    from toxic_service.bundle import sha256_file
+
+    bundle = copy_bundle(tiny_bundle_dir, tmp_path)
+    model = bundle / "model.keras"
+    with zipfile.ZipFile(model) as source:
+        entries = {name: source.read(name) for name in source.namelist()}
+    config = json.loads(entries["config.json"])
+    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+    dense["class_name"] = "Lambda"
+    entries["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(model, "w") as target:
+        for name, data in entries.items():
+            target.writestr(name, data)
+    doc = json.loads((bundle / "metadata.json").read_text())
+    doc["model"]["files"]["model.keras"] = sha256_file(model)  # a consistent bundle: only the layer is wrong
+    (bundle / "metadata.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"\(Lambda\)"):
+        create_runtime(tiny_settings.replace(**{"runtime": "keras"}), bundle, load_metadata(bundle))

@@ -19,6 +19,14 @@ from toxic_service.runtime.base import checked_batch
 
 
 def _load_model(path: Path) -> Any:
+    # A bundle's model.keras is input too: read its config before Keras deserialises anything
+    # (a Lambda or custom layer would run code stored in the file).
+    from toxic_service.importers.model_config import UnsafeModelError, check_model_file
+
+    try:
+        check_model_file(path)
+    except UnsafeModelError as exc:
+        raise BundleError(str(exc)) from exc
     import keras
 
     try:
