@@ -54,8 +54,8 @@ def _mime_types() -> str:
     pytest.skip("no mime.types next to the nginx binary nor in /etc/nginx")
 
 
-def render(tmp: Path, port: int, socket_path: Path) -> Path:
-    """The role's template with its variables for a loopback test, and paths moved under `tmp`."""
+def render(tmp: Path, port: int, socket_path: Path, **overrides) -> Path:
+    """The role's template with its variables for a loopback test (`overrides` replace some), paths moved under `tmp`."""
     variables = {
         "ansible_managed": "test",
         "__nginx_user": getpass.getuser(),
@@ -74,6 +74,8 @@ def render(tmp: Path, port: int, socket_path: Path) -> Path:
         "nginx_proxy_send_timeout": "1s",
         "nginx_hsts_max_age": 1,
         "nginx_certbot_webroot": str(tmp),
+        "nginx_metrics_allow": [],
+        **overrides,
     }
     text = jinja2.Template(TEMPLATE.read_text(), keep_trailing_newline=True, undefined=jinja2.StrictUndefined).render(
         **variables
