@@ -30,13 +30,17 @@ done
 [ -z "$pid_file" ] || : >"$pid_file"
 
 # package:command. docker.io brings both the engine and the client.
-# git: fab deploy names releases by commit; make: what .ci/run calls.
+# git: fab deploy names releases by commit; make: what .ci/run calls; openssh-server:
+# its sshd -T checks the base role's sshd drop-in (the package's service is not needed).
 pairs=(docker.io:dockerd docker.io:docker debootstrap:debootstrap chromium:chromium
-       chromium-driver:chromedriver curl:curl wrk:wrk openssh-client:ssh rsync:rsync git:git make:make)
+       chromium-driver:chromedriver curl:curl wrk:wrk openssh-client:ssh openssh-server:sshd
+       rsync:rsync git:git make:make)
 missing=()
 add_missing() { [[ " ${missing[*]-} " == *" $1 "* ]] || missing+=("$1"); }
+# A user's PATH often lacks /usr/sbin, where sshd lives.
+have() { command -v "$1" >/dev/null 2>&1 || { [ "$1" = sshd ] && [ -x /usr/sbin/sshd ]; }; }
 for pair in "${pairs[@]}"; do
-    command -v "${pair#*:}" >/dev/null 2>&1 || add_missing "${pair%%:*}"
+    have "${pair#*:}" || add_missing "${pair%%:*}"
 done
 # The Makefile makes its toolchain with `$(PYTHON) -m venv`; Debian ships ensurepip,
 # which venv needs, separately in python3-venv.

@@ -31,6 +31,7 @@ CHECKED = {
     "curl": "curl",
     "wrk": "wrk",
     "ssh": "openssh-client",
+    "sshd": "openssh-server",
     "rsync": "rsync",
     "git": "git",
     "make": "make",
