@@ -66,7 +66,7 @@ lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile), vermin: hos
 	$(BIN)/ansible-lint --profile production
 
 test-app: assets ## pytest: app unit, integration (real gunicorn) and browser tests (assets: the real tox-block pickle test)
-	$(BIN)/pytest tests/unit tests/integration tests/browser
+	TOXIC_TEST_NGINX=$$(tools/test_nginx.sh) $(BIN)/pytest tests/unit tests/integration tests/browser
 
 test-molecule: host-deps assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy
 	HOME=$(CACHE)/home $(BIN)/molecule test -s local
