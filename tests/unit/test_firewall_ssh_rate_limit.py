@@ -29,7 +29,7 @@ def _nft_check_unusable() -> str | None:
     """Why `nft -c` cannot run here, or None when it can."""
     if NFT is None:
         return "no nft binary here (apt-get install nftables)"
-    probe = subprocess.run([NFT, "-c", "add table inet toxic_s3_probe"], capture_output=True, text=True, check=False)
+    probe = subprocess.run([NFT, "-c", "add table inet toxic_check_probe"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         return f"nft -c cannot run here (needs CAP_NET_ADMIN): {probe.stderr.strip()}"
     return None
