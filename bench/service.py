@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toxic_service.convert import sha256_file
+from toxic_service.bundle import sha256_file
 
 from bench import REPO, Section, Target, median, ms, percentile, table
 from tools import serve_local

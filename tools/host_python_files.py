@@ -43,13 +43,18 @@ def is_python(path: Path) -> bool:
     return first.startswith(b"#!") and b"python" in first
 
 
+# Not put there by a role, but run on a test host's own python3 by the deploy and reliability suites.
+RUN_ON_TEST_HOSTS = ("tools/loadgen.py",)
+
+
 def host_python_files(root: Path) -> list[Path]:
-    """Sorted host-side Python files (templates still as .j2) under root/roles."""
+    """Sorted host-side Python files (templates still as .j2) under root/roles, then RUN_ON_TEST_HOSTS."""
     found = []
     for kind in ("files", "templates"):
         for path in sorted((root / "roles").glob(f"*/{kind}/**/*")):
             if path.is_file() and is_python(path):
                 found.append(path)
+    found.extend(root / name for name in RUN_ON_TEST_HOSTS if (root / name).is_file())
     return found
 
 

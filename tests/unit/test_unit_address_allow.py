@@ -44,7 +44,7 @@ def addresses(unit: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("host", ["127.0.0.1", "192.168.139.20"])
 def test_with_mongodb_only_the_databases_address_is_allowed(tmp_path, host):
     unit = render_unit(tmp_path, toxic_vocab_backend="mongodb",
-                       toxic_mongodb_uri=f"mongodb://toxic_app:s%2Fcret@{host}:27017/word_embeddings?authSource=admin")
+                       toxic_mongodb_uri=f"mongodb://toxic_app:CHANGE-ME%2Fx@{host}:27017/word_embeddings?authSource=admin")
     print(addresses(unit))
     assert addresses(unit) == {"IPAddressDeny": ["any"], "IPAddressAllow": [host]}
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 
 from toxic_service.errors import BundleError
 from toxic_service.importers import InputFileError
-from toxic_service.importers.model_config import check_model_file
+from toxic_service.importers.model_config import check_model_file, read_h5_attribute, read_zip_member
 
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")
 DEFAULT_TOLERANCE = 1e-4
@@ -38,26 +39,15 @@ DEFAULT_TOLERANCE = 1e-4
 def keras_flavour(path: Path) -> str:
     """ "legacy" (Keras 2: load with tf-keras) or "keras3", read from the file without TensorFlow."""
     import json
-    import zipfile
 
     path = Path(path)
-    version = ""
     if zipfile.is_zipfile(path):  # .keras: a zip with metadata.json
         try:
-            with zipfile.ZipFile(path) as zf:
-                version = str(json.loads(zf.read("metadata.json")).get("keras_version", ""))
-        except (KeyError, ValueError, RecursionError, zipfile.BadZipFile) as exc:
+            version = str(json.loads(read_zip_member(path, "metadata.json")).get("keras_version", ""))
+        except (ValueError, RecursionError, AttributeError) as exc:
             raise InputFileError(f"{path}: not a Keras .keras archive ({exc})") from exc
     else:
-        try:
-            import h5py
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise BundleError("reading .h5 models needs h5py: pip install 'toxic-service[keras]'") from exc
-        try:
-            with h5py.File(path, "r") as h5:
-                raw = h5.attrs.get("keras_version", b"")
-        except OSError as exc:
-            raise InputFileError(f"{path}: not an HDF5 Keras model ({exc})") from exc
+        raw = read_h5_attribute(path, "keras_version") or b""
         version = raw.decode() if isinstance(raw, bytes) else str(raw)
     return "keras3" if version.startswith("3") else "legacy"
 

@@ -80,29 +80,39 @@ class UnsafeModelError(InputFileError):
     """A model file whose config names a class or function that is not a listed Keras builtin."""
 
 
+def read_zip_member(path: Path, member: str) -> bytes:
+    """One member of a .keras zip, its declared size checked before it is inflated."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if zf.getinfo(member).file_size > MAX_CONFIG_BYTES:
+                raise InputFileError(f"{path}: {member} is larger than {MAX_CONFIG_BYTES} bytes; not a model config")
+            return zf.read(member)
+    except (KeyError, zipfile.BadZipFile, OSError) as exc:
+        raise InputFileError(f"{path}: not a Keras .keras archive (no readable {member}: {exc})") from exc
+
+
+def read_h5_attribute(path: Path, name: str) -> Any:
+    """One root attribute of an HDF5 Keras model (None when absent), read with h5py: nothing is deserialised."""
+    try:
+        import h5py
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        from toxic_service.errors import BundleError
+
+        raise BundleError("reading .h5 models needs h5py: pip install 'toxic-service[keras]'") from exc
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get(name)
+    except OSError as exc:
+        raise InputFileError(f"{path}: not an HDF5 Keras model ({exc})") from exc
+
+
 def read_model_config(path: Path) -> dict[str, Any]:
     """The model config of a .keras zip (config.json) or an .h5 (its model_config attribute), as JSON."""
     path = Path(path)
     if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                if zf.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
-                    raise InputFileError(f"{path}: config.json is larger than {MAX_CONFIG_BYTES} bytes; not a model config")
-                raw: Any = zf.read("config.json")
-        except (KeyError, zipfile.BadZipFile, OSError) as exc:
-            raise InputFileError(f"{path}: not a Keras .keras archive (no readable config.json: {exc})") from exc
+        raw: Any = read_zip_member(path, "config.json")
     else:
-        try:
-            import h5py
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            from toxic_service.errors import BundleError
-
-            raise BundleError("reading .h5 models needs h5py: pip install 'toxic-service[keras]'") from exc
-        try:
-            with h5py.File(path, "r") as h5:
-                raw = h5.attrs.get("model_config")
-        except OSError as exc:
-            raise InputFileError(f"{path}: not an HDF5 Keras model ({exc})") from exc
+        raw = read_h5_attribute(path, "model_config")
         if raw is None:
             raise UnsafeModelError(f"{path}: no model_config attribute (weights only?); cannot check it, not loading it")
     try:
