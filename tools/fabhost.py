@@ -352,7 +352,8 @@ class SourceRepo:
         path.write_text(text.replace(old, new))
 
     def set_version(self, suffix: str) -> None:
-        self.patch("pyproject.toml", 'version = "0.1.0"', f'version = "0.1.0+{suffix}"')
+        # The one place the version lives (pyproject.toml reads it from there).
+        self.patch("src/toxic_service/__init__.py", '__version__ = "0.1.0"', f'__version__ = "0.1.0+{suffix}"')
 
     def variant(self, path: Path, kind: str) -> SourceRepo:
         """A copy of this repository with a deliberately broken app, committed (version 0.1.0+<kind>)."""
