@@ -37,7 +37,7 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app" / "src" / "toxic_service"
@@ -153,7 +153,37 @@ def cli(*args: str, legacy_keras: bool = False) -> None:
         env["TF_USE_LEGACY_KERAS"] = "1"
     cmd = [sys.executable, "-m", "toxic_service", *args]
     log("$ toxic-service " + " ".join(args))
-    subprocess.run(cmd, check=True, env=env)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+    held_back = _pass_stderr_without_tf_startup_log(proc.stderr)
+    if proc.wait() != 0:
+        sys.stderr.buffer.write(b"".join(held_back))  # on failure every line may matter
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+
+
+# TensorFlow's C++ start-up lines ("E0000 ... cuda_platform.cc:52] failed call to cuInit", on every
+# machine without a GPU) are written before absl's logging starts, so TF_CPP_MIN_LOG_LEVEL does not
+# reach them; they read as errors on a successful run. Their glog prefix tells them apart.
+_TF_STARTUP_LOG = re.compile(
+    rb"(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] )"
+)
+
+
+def _pass_stderr_without_tf_startup_log(stream: IO[bytes]) -> list[bytes]:
+    """Copy `stream` to our stderr as it comes (progress bars redraw with \\r), minus TensorFlow's start-up lines."""
+    held_back: list[bytes] = []
+    pending = b""
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        *complete, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
+        for segment in complete:
+            if _TF_STARTUP_LOG.match(segment):
+                held_back.append(segment)
+            else:
+                sys.stderr.buffer.write(segment)
+        sys.stderr.buffer.flush()
+    sys.stderr.buffer.write(pending)
+    sys.stderr.buffer.flush()
+    return held_back
 
 
 _MOJIBAKE = re.compile(r"[\xc2-\xf4][\x80-\xbf]+")
