@@ -18,6 +18,7 @@ from toxic_service.api.routes import register_routes
 from toxic_service.api.state import RETRY_INTERVAL_SECONDS, ScorerHolder
 from toxic_service.api.validation import Limits
 from toxic_service.logs import configure_logging
+from toxic_service.perspective import register_perspective
 from toxic_service.settings import Settings
 
 log = logging.getLogger("toxic_service.api")
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, *, retry_interval: float = RETR
     app.extensions["toxic_service.holder"] = holder
     register_routes(app)
     register_error_handlers(app)
+    register_perspective(app)
     app.before_request(_start_timer)
     app.after_request(_finish)
     holder.start()
