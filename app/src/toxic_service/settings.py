@@ -169,6 +169,11 @@ FIELDS: dict[str, Setting] = {
                 minimum=1),
         Setting("max_body_bytes", int, "Largest accepted request body (413 beyond).", default=1_048_576, minimum=1024),
         Setting("log_text", bool, "Log comment text (off: comments can hold personal data).", default=False),
+        Setting("feedback_db", Path, "SQLite file of comments:suggestscore feedback (WAL mode). Default: "
+                "<data_dir>/feedback.sqlite; the role puts it in shared/ so it outlives releases. Required with "
+                "the mongodb vocabulary backend (feedback in MongoDB is not implemented).", optional=True),
+        Setting("feedback_max_bytes", int, "Size cap of the feedback database; a suggestion beyond it is refused "
+                "(429 RESOURCE_EXHAUSTED), nothing half-written.", default=268_435_456, minimum=65_536),
     )
 }
 
@@ -254,6 +259,10 @@ class Settings:
     def sqlite_file(self) -> Path:
         return self.sqlite_path or self.data_dir / "vocab.sqlite"
 
+    @property
+    def feedback_file(self) -> Path:
+        return self.feedback_db or self.data_dir / "feedback.sqlite"
+
     # Typed attributes, for readers and type checkers (set in __init__).
     data_dir: Path
     bundle: Path | None
@@ -270,3 +279,5 @@ class Settings:
     max_text_chars: int
     max_body_bytes: int
     log_text: bool
+    feedback_db: Path | None
+    feedback_max_bytes: int
