@@ -37,6 +37,13 @@ def _register() -> None:
     for module in (serve, check, vocab, model, train, config):
         main.add_command(module.command)
 
+    from toxic_service.commands import keys
+
+    main.add_command(keys.command)
+    from toxic_service.commands import feedback
+
+    main.add_command(feedback.command)
+
 
 _register()
 
