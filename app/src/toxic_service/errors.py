@@ -41,7 +41,10 @@ ERRORS: dict[str, ErrorCode] = {
     for e in (
         ErrorCode("bad_request", 400, "the request is not valid HTTP or not a valid request", (APP, GUNICORN, NGINX)),
         ErrorCode("bad_input_file", 400, "an input file is missing or malformed", (CLI,)),
-        ErrorCode("forbidden", 403, "request forbidden", (GUNICORN,)),
+        # 401/403/429 from the app: API keys on the native API (TOXIC_API_KEYS_NATIVE; apikeys/).
+        ErrorCode("unauthorized", 401, "an API key is required: send 'Authorization: Bearer KEY' or 'X-Api-Key: KEY'",
+                  (APP,)),
+        ErrorCode("forbidden", 403, "request forbidden", (APP, GUNICORN)),
         ErrorCode("not_found", 404, "no such route; see /openapi.json", (APP, NGINX)),  # nginx: its internal pages
         ErrorCode("method_not_allowed", 405, "method not allowed here", (APP,)),
         # {limit}: the byte limit, filled in by whoever answers (the app's setting, nginx's variable).
@@ -53,6 +56,7 @@ ERRORS: dict[str, ErrorCode] = {
         ErrorCode("range_not_satisfiable", 416, "the requested range is outside the file", (APP,)),  # static files
         ErrorCode("expectation_failed", 417, "the Expect header cannot be met", (GUNICORN,)),
         ErrorCode("rate_limited", 429, "too many requests; slow down", (NGINX,)),
+        ErrorCode("quota_exceeded", 429, "this API key is over its quota; retry after Retry-After seconds", (APP,)),
         ErrorCode("headers_too_large", 431, "the request headers are too large", (GUNICORN, NGINX)),
         ErrorCode("internal_error", 500, "internal error; see the service log", (APP, GUNICORN, NGINX)),
         ErrorCode("bundle_error", 500, "the model bundle is missing, malformed or changed", (CLI,)),
@@ -115,6 +119,29 @@ class PayloadTooLarge(ToxicServiceError):
 
 class UnsupportedMediaType(ToxicServiceError):
     code = "unsupported_media_type"
+
+
+class Unauthorized(ToxicServiceError):
+    """No API key on a route that needs one."""
+
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="toxic-service"'}
+
+
+class Forbidden(ToxicServiceError):
+    """An API key that is not (or no longer) in the keys file."""
+
+    code = "forbidden"
+
+
+class QuotaExceeded(ToxicServiceError):
+    """A known key over its quota; Retry-After says when a request will pass again."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class StoreUnavailable(ToxicServiceError):

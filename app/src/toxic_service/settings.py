@@ -174,6 +174,20 @@ FIELDS: dict[str, Setting] = {
                 "the mongodb vocabulary backend (feedback in MongoDB is not implemented).", optional=True),
         Setting("feedback_max_bytes", int, "Size cap of the feedback database; a suggestion beyond it is refused "
                 "(429 RESOURCE_EXHAUSTED), nothing half-written.", default=268_435_456, minimum=65_536),
+        Setting("api_keys_file", Path, "JSON file of API key names, SHA-256 hashes and quotas (`toxic-service keys`; "
+                "mode 0600, the service user's). Re-read when it changes: no restart. Quota state and last-used "
+                "times go beside it in <stem>.quota.sqlite, so its directory must be writable by the service. "
+                "Unset: no key is known.", optional=True),
+        Setting("api_keys_required", bool, "Perspective routes refuse a missing key (403 PERMISSION_DENIED) or an "
+                "unknown or revoked one (400 API_KEY_INVALID). Off: any key is accepted, as Perspective clients "
+                "always send one; a known key still has its quota; requests without a known key have no quota here "
+                "(nginx's per-client rate limit bounds them).", default=False),
+        Setting("api_keys_native", bool, "Also require a known key on the native API (/detect-toxic), sent as "
+                "`Authorization: Bearer KEY` or `X-Api-Key: KEY` (401 missing, 403 unknown, 429 over quota).",
+                default=False),
+        Setting("api_keys_default_qps", int, "Quota of a key created without --qps, in requests per second "
+                "(Perspective's default was 1). The quota holds across all workers of a host.", default=1,
+                minimum=1, maximum=100_000),
     )
 }
 
@@ -281,3 +295,7 @@ class Settings:
     log_text: bool
     feedback_db: Path | None
     feedback_max_bytes: int
+    api_keys_file: Path | None
+    api_keys_required: bool
+    api_keys_native: bool
+    api_keys_default_qps: int

@@ -41,7 +41,9 @@ def _own_error(exc: ToxicServiceError) -> Response:
         # server's host:port, database, collection and topology; a file error its path): the
         # client gets the table's message, the details are in the warning logged above.
         return error_response(error.code)
-    return error_response(error.code, str(exc))
+    response = error_response(error.code, str(exc))
+    response.headers.update(getattr(exc, "headers", {}))  # Retry-After, WWW-Authenticate (API keys)
+    return response
 
 
 def _http_error(exc: HTTPException) -> Response:

@@ -71,6 +71,14 @@ SCORER_BUILDS = Counter(
     registry=REGISTRY,
 )
 
+API_KEY_REQUESTS = Counter(
+    "toxic_api_key_requests",
+    "Requests checked for an API key, by key NAME (never the key; every unknown key is '_unknown' and "
+    "no key '_none', so the label set stays bounded) and outcome (accepted, missing, unknown, over_quota).",
+    ("key", "outcome"),
+    registry=REGISTRY,
+)
+
 
 UNKNOWN = "unknown"
 REVISION_VARIABLE = "TOXIC_REVISION"

@@ -13,6 +13,7 @@ from toxic_service.api import metrics
 from toxic_service.api.openapi import build_openapi
 from toxic_service.api.state import ScorerHolder
 from toxic_service.api.validation import Limits, check_content_type, parse_detect_request
+from toxic_service.apikeys.gate import authorize
 from toxic_service.bundle import load_metadata
 from toxic_service.errors import ERRORS, BundleError, PayloadTooLarge, ToxicServiceError
 
@@ -50,6 +51,9 @@ def _read_body(limit: int) -> bytes:
 
 
 def detect_toxic() -> Response:
+    settings = current_app.extensions["toxic_service.settings"]
+    if settings.api_keys_native:
+        authorize(request, settings, native=True)  # before the body is read or parsed
     limits = _limits()
     # The content type is checked before the body is read: a 415 never waits for a large upload.
     check_content_type(request.headers.get("Content-Type"))
