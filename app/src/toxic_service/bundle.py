@@ -23,6 +23,12 @@ metadata.json, format_version 1:
     tokenizer       {"lower": bool, "filters": str, "split": str}
     vocabulary      {"checksum": str, "size": int, "source": str}
     model           {"source": str, "licence": str, "files": {name: sha256}}
+    perspective_attributes  {Perspective attribute name: label} served by the
+                    Perspective API (optional: a bundle written before it had
+                    the field gets the Jigsaw map restricted to its trained
+                    labels); edit it to rename or withhold attributes
+    languages       language codes the model serves (optional; ["en"] when
+                    absent: every bundle made before the field was English)
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -48,6 +55,21 @@ FORMAT_VERSION = 1
 # The Jigsaw challenge's six labels: the default of a NEW bundle only (model import, train).
 # Everything that reads a bundle uses its `labels`, so a 7-label bundle serves and passes `check`.
 JIGSAW_LABELS = ("toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate")
+# Perspective API attribute -> Jigsaw label: the map a bundle gets when its metadata names none
+# (a new bundle from `model import` / `train`, or one written before the field). Restricted to the
+# bundle's trained labels, so an attribute is never served from a label the model did not learn.
+JIGSAW_PERSPECTIVE_ATTRIBUTES = {
+    "TOXICITY": "toxic",
+    "SEVERE_TOXICITY": "severe_toxic",
+    "IDENTITY_ATTACK": "identity_hate",
+    "INSULT": "insult",
+    "PROFANITY": "obscene",
+    "THREAT": "threat",
+}
+# The languages a bundle serves when it declares none: the Jigsaw data and every bundle we make are English.
+DEFAULT_LANGUAGES = ("en",)
+_ATTRIBUTE_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 # Keras Tokenizer's default `filters`.
 KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 
@@ -75,6 +97,15 @@ class BundleMetadata:
     model_source: str = ""
     model_licence: str = ""
     model_files: dict[str, str] = field(default_factory=dict)
+    # None: the Jigsaw default for this bundle's labels (filled in at construction, so it is written out).
+    perspective_attributes: dict[str, str] | None = None
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+
+    def __post_init__(self) -> None:
+        if self.perspective_attributes is None:
+            learned = set(self.trained_labels or self.labels)
+            default = {name: label for name, label in JIGSAW_PERSPECTIVE_ATTRIBUTES.items() if label in learned}
+            object.__setattr__(self, "perspective_attributes", default)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +132,8 @@ class BundleMetadata:
                 "licence": self.model_licence,
                 "files": dict(self.model_files),
             },
+            "perspective_attributes": dict(self.perspective_attributes or {}),
+            "languages": list(self.languages),
         }
 
     def write(self, bundle_dir: Path) -> Path:
@@ -156,6 +189,8 @@ def load_metadata(bundle_dir: Path) -> BundleMetadata:
     if not set(trained) <= set(labels):
         raise BundleError(f"{where}: 'trained_labels' names labels that are not in 'labels'")
     return BundleMetadata(
+        perspective_attributes=_perspective_attributes(doc, tuple(trained), where),
+        languages=_languages(doc, where),
         labels=tuple(labels),
         max_len=max_len,
         vocabulary_checksum=checksum,
@@ -175,6 +210,37 @@ def load_metadata(bundle_dir: Path) -> BundleMetadata:
         model_licence=str(model.get("licence", "")),
         model_files=dict(model.get("files") or {}),
     )
+
+
+def _perspective_attributes(doc: dict[str, Any], trained: tuple[str, ...], where: str) -> dict[str, str] | None:
+    """The bundle's attribute map, checked; None when absent (BundleMetadata fills in the Jigsaw default)."""
+    if doc.get("perspective_attributes") is None:
+        return None
+    mapping = doc["perspective_attributes"]
+    if not isinstance(mapping, dict):
+        raise BundleError(f"{where}: 'perspective_attributes' must be an object {{ATTRIBUTE: label}}")
+    for name, label in mapping.items():
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            raise BundleError(f"{where}: 'perspective_attributes' name {name!r} is not an attribute name (A-Z, 0-9, _)")
+        if label not in trained:
+            raise BundleError(
+                f"{where}: 'perspective_attributes' maps {name} to {label!r}, which is not a label the model learned "
+                f"({', '.join(trained)})"
+            )
+    return dict(mapping)
+
+
+def _languages(doc: dict[str, Any], where: str) -> tuple[str, ...]:
+    if doc.get("languages") is None:
+        return DEFAULT_LANGUAGES
+    languages = doc["languages"]
+    if (
+        not isinstance(languages, list)
+        or not languages
+        or not all(isinstance(x, str) and _LANGUAGE_CODE.fullmatch(x) for x in languages)
+    ):
+        raise BundleError(f"{where}: 'languages' must be a non-empty list of language codes such as \"en\"")
+    return tuple(languages)
 
 
 def check_vocabulary(meta: BundleMetadata, info: VocabularyInfo) -> None:

@@ -3,20 +3,20 @@
 Routes: POST /v1alpha1/comments:analyze (analyze.py), POST
 /v1alpha1/comments:suggestscore (suggest.py) and GET /$discovery/rest
 (discovery.py). Every answer under these paths, errors included, is in
-Google's shape (errors.py): the blueprint owns its paths entirely, with a
-catch-all route for unknown ones and every method routed to its views, so a
-404 or 405 here is Google's error and not the native API's.
+Google's shape (errors.py). Werkzeug's routing errors (an unknown path, a
+wrong method) happen before any blueprint is chosen, so the app's HTTPException
+handler is wrapped: under these prefixes a 404 or 405 is Google's error, the
+native API's everywhere else.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from toxic_service.errors import ERRORS, ToxicServiceError
 from toxic_service.perspective.errors import PerspectiveError, json_response
@@ -27,60 +27,43 @@ API_PREFIX = "/v1alpha1"
 ANALYZE_PATH = f"{API_PREFIX}/comments:analyze"
 SUGGEST_PATH = f"{API_PREFIX}/comments:suggestscore"
 DISCOVERY_PATH = "/$discovery/rest"
-# Every method a client might send: views answer 405 themselves (Werkzeug's routing 405
-# happens before a blueprint is known, so its handlers could not shape it).
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-def _optional(module: str, name: str) -> Callable[..., Any] | None:
-    """A handler from a sibling module that another helper may not have written yet (None until then)."""
-    try:
-        return getattr(importlib.import_module(f"toxic_service.perspective.{module}"), name)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"toxic_service.perspective.{module}":
-            raise
-        return None
-
-
-def _allow(methods: str) -> None:
-    if request.method not in methods.split(", ") and not (request.method == "HEAD" and "GET" in methods):
-        raise PerspectiveError(
-            "UNIMPLEMENTED",
-            f"HTTP method {request.method} is not allowed on {request.path}; allowed: {methods}",
-            http=405,
-            headers={"Allow": methods},
-        )
+# Paths that answer in Google's shape, whether or not a route matches.
+OWN_PREFIXES = (f"{API_PREFIX}/", "/$discovery/")
 
 
 def analyze() -> Response:
-    _allow("POST")
     from toxic_service.perspective.analyze import analyze_view
 
     return analyze_view()
 
 
 def suggestscore() -> Response:
-    _allow("POST")
     from toxic_service.perspective.analyze import read_json_body
+    from toxic_service.perspective.suggest import suggest_score
 
-    handler = _optional("suggest", "suggest_score")
-    if handler is None:
-        raise PerspectiveError("UNIMPLEMENTED", "comments:suggestscore is not implemented yet")
-    body = read_json_body()
-    key_name = getattr(request, "perspective_key_name", None)
-    return json_response(handler(body, key_name))
+    # perspective_key_name: set by the key check (apikeys.gate.perspective_check, this blueprint's before_request).
+    return json_response(suggest_score(read_json_body(), getattr(request, "perspective_key_name", None)))
 
 
 def discovery() -> Response:
-    _allow("GET")
-    handler = _optional("discovery", "discovery_document")
-    if handler is None:
-        raise PerspectiveError("UNIMPLEMENTED", "the discovery document is not implemented yet")
-    return json_response(handler(request))
+    from toxic_service.perspective.discovery import discovery_document
+
+    return json_response(discovery_document(request))
 
 
-def unknown_path(rest: str = "") -> Response:
-    raise PerspectiveError("NOT_FOUND", f"no such method: {request.path}")
+def _routing_error(exc: HTTPException) -> Response:
+    """Werkzeug's 404/405 under OWN_PREFIXES, in Google's shape (405 keeps its Allow header)."""
+    if isinstance(exc, MethodNotAllowed):
+        allow = ", ".join(sorted(exc.valid_methods or ()))
+        return PerspectiveError(
+            "UNIMPLEMENTED",
+            f"HTTP method {request.method} is not allowed on {request.path}; allowed: {allow}",
+            http=405,
+            headers={"Allow": allow},
+        ).response()
+    if isinstance(exc, NotFound):
+        return PerspectiveError("NOT_FOUND", f"no such method: {request.path}").response()
+    return _http_error(exc)
 
 
 def _perspective_error(exc: PerspectiveError) -> Response:
@@ -122,16 +105,26 @@ def register_perspective(app: Flask) -> None:
     """Add the Perspective routes and their Google-shaped error handlers to `app`."""
     bp = Blueprint("perspective", __name__)
 
-    def add(rule: str, view: Callable[..., Response], endpoint: str) -> None:
-        bp.add_url_rule(rule, endpoint, view, methods=_ALL_METHODS, provide_automatic_options=False)
+    def add(rule: str, view: Callable[..., Response], endpoint: str, method: str) -> None:
+        bp.add_url_rule(rule, endpoint, view, methods=[method], provide_automatic_options=False)
 
-    add(ANALYZE_PATH, analyze, "perspective_analyze")
-    add(SUGGEST_PATH, suggestscore, "perspective_suggestscore")
-    add(DISCOVERY_PATH, discovery, "perspective_discovery")
-    add(f"{API_PREFIX}/<path:rest>", unknown_path, "perspective_unknown")
-    add("/$discovery/<path:rest>", unknown_path, "perspective_unknown_discovery")
+    add(ANALYZE_PATH, analyze, "perspective_analyze", "POST")
+    add(SUGGEST_PATH, suggestscore, "perspective_suggestscore", "POST")
+    add(DISCOVERY_PATH, discovery, "perspective_discovery", "GET")
+    from toxic_service.apikeys.gate import perspective_check  # API keys and quotas (P3): analyze, suggestscore
+
+    bp.before_request(perspective_check)
     bp.register_error_handler(PerspectiveError, _perspective_error)
     bp.register_error_handler(HTTPException, _http_error)
     bp.register_error_handler(ToxicServiceError, _own_error)
     bp.register_error_handler(Exception, _unexpected)
     app.register_blueprint(bp)
+    # Call after api.errors.register_error_handlers: its HTTPException handler answers all other paths.
+    native = app.error_handler_spec[None][None].get(HTTPException)
+
+    def routing_error(exc: HTTPException) -> Any:
+        if request.path.startswith(OWN_PREFIXES) or native is None:
+            return _routing_error(exc)
+        return native(exc)
+
+    app.register_error_handler(HTTPException, routing_error)
