@@ -67,7 +67,8 @@ def test_single_text_gets_six_scores_in_label_order(client):
 def test_seed_body_with_padding_is_accepted_and_padding_ignored(client):
     with_padding = client.post("/detect-toxic", json={"sequence": "you stupid idiot", "padding": 100})
     assert with_padding.status_code == 200
-    assert with_padding.get_json() == {"prediction": score(client, "you stupid idiot")}
+    body = with_padding.get_json()
+    assert body["prediction"] == score(client, "you stupid idiot") and set(body) == {"prediction", "model"}
     # Numbers, not strings: the seed answered a Python repr.
     assert b'"insult":' in with_padding.data and b'"insult":"' not in with_padding.data
 

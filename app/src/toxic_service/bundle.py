@@ -258,6 +258,23 @@ def check_vocabulary(meta: BundleMetadata, info: VocabularyInfo) -> None:
         )
 
 
+def model_identity(meta: BundleMetadata, model_file: str) -> dict[str, str]:
+    """Which model answered, for every answer (the X-Toxic-Model header, the native API's `model` field).
+
+    `bundle` is the first 16 hex digits of the sha256 of the metadata in canonical JSON
+    (sorted keys, no spaces): it changes with any model file, the vocabulary, the
+    tokenizer, the labels or the attribute map. `sha256` is the served model file's
+    digest as metadata.json records it (verified when the worker started).
+    """
+    canonical = json.dumps(meta.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return {
+        "bundle": hashlib.sha256(canonical.encode()).hexdigest()[:16],
+        "file": model_file,
+        "sha256": meta.model_files.get(model_file, ""),
+        "source": meta.model_source,
+    }
+
+
 def sha256_file(path: Path | str) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (model files are tens of MB)."""
     digest = hashlib.sha256()

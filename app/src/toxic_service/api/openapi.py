@@ -23,6 +23,14 @@ ROUTE_STATUSES: dict[str, tuple[int, ...]] = {
 }
 FRONT_STATUSES = tuple(sorted({e.status for e in ERRORS.values() if e.http and set(e.emitted_by) - {APP}}))
 
+# Every answer from a loaded model names it (api/routes.py _model_header; bundle.model_identity).
+MODEL_HEADER = {
+    "X-Toxic-Model": {
+        "description": "The model that answered: `<bundle id>; file=<model file>; sha256=<its sha256>` "
+        "(absent while no model is loaded).",
+        "schema": {"type": "string"},
+    }
+}
 _ALLOW_HEADER = {"Allow": {"description": "The methods this route accepts.", "schema": {"type": "string"}}}
 _RETRY_AFTER_HEADER = {
     "Retry-After": {"description": "Seconds to wait before trying again (nginx's rate limit).", "schema": {"type": "integer"}}
@@ -67,6 +75,56 @@ def error_responses(route: str, limits: Limits) -> dict[str, Any]:
     """Every error status a client of `route` can see, with its codes, keyed by status as OpenAPI wants."""
     statuses = sorted(set(ROUTE_STATUSES[route]) | set(FRONT_STATUSES))
     return {str(status): _error(route, status, limits) for status in statuses}
+
+
+PERSPECTIVE_SCHEMAS: dict[str, Any] = {
+    "GoogleError": {
+        "type": "object",
+        "description": "Google's error shape, on every Perspective route (toxic_service.perspective.errors).",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "integer", "description": "The HTTP status"},
+                    "message": {"type": "string"},
+                    "status": {"type": "string", "description": "google.rpc.Code name, e.g. INVALID_ARGUMENT"},
+                    "details": {"type": "array", "items": {"type": "object"}},
+                },
+                "required": ["code", "message", "status"],
+            }
+        },
+        "required": ["error"],
+    },
+}
+
+
+def perspective_paths() -> dict[str, Any]:
+    """The Perspective drop-in's routes (toxic_service.perspective); their schemas are in its discovery document."""
+
+    def op(op_id: str, summary: str, *, body: bool) -> dict[str, Any]:
+        operation: dict[str, Any] = {
+            "operationId": op_id,
+            "summary": summary,
+            "description": "Google's Perspective API (commentanalyzer v1alpha1), request and response as Google "
+            "defined them: see the discovery document at /$discovery/rest?version=v1alpha1.",
+            "responses": {
+                "200": {"description": "As Perspective answers", "headers": MODEL_HEADER,
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "default": {"description": "Google's error shape",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GoogleError"}}}},
+            },
+        }
+        if body:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        return operation
+
+    return {
+        "/v1alpha1/comments:analyze": {"post": op("perspectiveAnalyze", "Perspective: score a comment", body=True)},
+        "/v1alpha1/comments:suggestscore": {
+            "post": op("perspectiveSuggestScore", "Perspective: suggest a score (kept on this host)", body=True)
+        },
+        "/$discovery/rest": {"get": op("perspectiveDiscovery", "Perspective: the discovery document", body=False)},
+    }
 
 
 def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any]:
@@ -118,7 +176,8 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
         },
         "responses": {
             "200": {
-                "description": "Scores",
+                "description": "Scores, and the model that gave them (`model`, also the X-Toxic-Model header)",
+                "headers": MODEL_HEADER,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectResponse"}}},
             },
             **error_responses("/detect-toxic", limits),
@@ -161,6 +220,7 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
             "A small page: type a comment, see the scores as bars",
             {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
         ),
+        **perspective_paths(),
         "/static/{filename}": get_op(
             "/static/{filename}",
             "static",
@@ -202,8 +262,11 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
                     "oneOf": [
                         {
                             "type": "object",
-                            "properties": {"prediction": {"$ref": "#/components/schemas/Scores"}},
-                            "required": ["prediction"],
+                            "properties": {
+                                "prediction": {"$ref": "#/components/schemas/Scores"},
+                                "model": {"$ref": "#/components/schemas/Model"},
+                            },
+                            "required": ["prediction", "model"],
                             "additionalProperties": False,
                         },
                         {
@@ -214,13 +277,28 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
                                     "items": {"$ref": "#/components/schemas/Scores"},
                                     "minItems": 1,
                                     "maxItems": limits.max_batch,
-                                }
+                                },
+                                "model": {"$ref": "#/components/schemas/Model"},
                             },
-                            "required": ["predictions"],
+                            "required": ["predictions", "model"],
                             "additionalProperties": False,
                         },
                     ]
                 },
+                "Model": {
+                    "type": "object",
+                    "description": "The model that answered, so a result can be reproduced (bundle.model_identity).",
+                    "properties": {
+                        "bundle": {"type": "string", "description": "sha256 of the bundle's metadata (canonical JSON), "
+                                   "first 16 hex digits: changes with the model, vocabulary, tokenizer or labels"},
+                        "file": {"type": "string", "description": "The model file served (model.tflite or model.keras)"},
+                        "sha256": {"type": "string", "description": "That file's sha256"},
+                        "source": {"type": "string", "description": "Where the model came from (metadata.json)"},
+                    },
+                    "required": ["bundle", "file", "sha256", "source"],
+                    "additionalProperties": False,
+                },
+                **PERSPECTIVE_SCHEMAS,
                 "Error": {
                     "type": "object",
                     "description": "Every error body, whoever answers (app, gunicorn, nginx): toxic_service.errors.ERRORS.",

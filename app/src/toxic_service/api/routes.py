@@ -14,7 +14,7 @@ from toxic_service.api.openapi import build_openapi
 from toxic_service.api.state import ScorerHolder
 from toxic_service.api.validation import Limits, check_content_type, parse_detect_request
 from toxic_service.apikeys.gate import authorize
-from toxic_service.bundle import load_metadata
+from toxic_service.bundle import load_metadata, model_identity
 from toxic_service.errors import ERRORS, BundleError, PayloadTooLarge, ToxicServiceError
 
 STATIC_DIR = str(resources.files("toxic_service") / "static")
@@ -73,7 +73,32 @@ def detect_toxic() -> Response:
         # A broken model must not reach clients as NaN (invalid JSON) or a short list.
         raise ToxicServiceError("the model returned scores that are not finite numbers, or the wrong number of rows")
     body_out: dict[str, Any] = {"predictions": scores} if req.batch else {"prediction": scores[0]}
+    body_out["model"] = served_model(scorer)
     return jsonify(body_out)
+
+
+MODEL_HEADER = "X-Toxic-Model"
+
+
+def served_model(scorer: Any) -> dict[str, str]:
+    """model_identity of `scorer`'s bundle and model file, computed once per scorer."""
+    cache = current_app.extensions.setdefault("toxic_service.model_identity", {})
+    found = cache.get(id(scorer))
+    if found is None or found[0] is not scorer:
+        from toxic_service.runtime.factory import model_file_name
+
+        file_name = model_file_name(current_app.extensions["toxic_service.settings"])
+        found = cache[id(scorer)] = (scorer, model_identity(scorer.metadata, file_name))
+    return found[1]
+
+
+def _model_header(response: Response) -> Response:
+    """Every answer names the model that is serving (none while no model is loaded: nothing answered from one)."""
+    scorer = _holder().scorer
+    if scorer is not None:
+        model = served_model(scorer)
+        response.headers[MODEL_HEADER] = f"{model['bundle']}; file={model['file']}; sha256={model['sha256']}"
+    return response
 
 
 def livez() -> Response:
@@ -127,6 +152,7 @@ def register_routes(app: Flask) -> None:
     def add(rule: str, view: Any, methods: list[str], endpoint: str | None = None) -> None:
         app.add_url_rule(rule, endpoint or view.__name__, view, methods=methods, provide_automatic_options=False)
 
+    app.after_request(_model_header)
     add("/detect-toxic", detect_toxic, ["POST"])
     add("/livez", livez, ["GET"])
     add("/readyz", readyz, ["GET"])
