@@ -18,7 +18,7 @@ export XDG_CACHE_HOME := $(CACHE)
 STAMP := $(VENV)/.installed
 
 .PHONY: help host-deps venv assets wheelhouse image up down demo lint test test-app test-molecule test-deploy \
-        test-reliability test-firewalld bench soak clean
+        test-reliability test-firewalld bench soak clean perspective-clients
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,7 +65,12 @@ lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile), vermin: hos
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production
 
-test-app: assets ## pytest: app unit, integration (real gunicorn) and browser tests (assets: the real tox-block pickle test)
+# Google's own client libraries for the real-client test (tests/integration/test_perspective_clients.py):
+# a venv and a node_modules of the test's own under .cache; a second run only checks the pins.
+perspective-clients: $(STAMP) ## Perspective's Python and Node client libraries into .cache (cached; prints what)
+	$(BIN)/python tests/perspective_clients/install.py
+
+test-app: assets perspective-clients ## pytest: app unit, integration (real gunicorn) and browser tests (assets: the real tox-block pickle test)
 	TOXIC_TEST_NGINX=$$(tools/test_nginx.sh) $(BIN)/pytest tests/unit tests/integration tests/browser
 
 test-molecule: host-deps assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy

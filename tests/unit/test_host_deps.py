@@ -35,6 +35,8 @@ CHECKED = {
     "rsync": "rsync",
     "git": "git",
     "make": "make",
+    "node": "nodejs",
+    "npm": "npm",
 }
 SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 IS_ROOT = os.geteuid() == 0
