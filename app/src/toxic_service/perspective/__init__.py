@@ -31,7 +31,9 @@ DISCOVERY_PATH = "/$discovery/rest"
 OWN_PREFIXES = (f"{API_PREFIX}/", "/$discovery/")
 
 
-def analyze() -> Response:
+def analyze_route() -> Response:
+    # Not named `analyze`: importing the submodule perspective.analyze rebinds that package attribute
+    # to the module, and the next create_app in the process would register a module as the view.
     from toxic_service.perspective.analyze import analyze_view
 
     return analyze_view()
@@ -108,7 +110,7 @@ def register_perspective(app: Flask) -> None:
     def add(rule: str, view: Callable[..., Response], endpoint: str, method: str) -> None:
         bp.add_url_rule(rule, endpoint, view, methods=[method], provide_automatic_options=False)
 
-    add(ANALYZE_PATH, analyze, "perspective_analyze", "POST")
+    add(ANALYZE_PATH, analyze_route, "perspective_analyze", "POST")
     add(SUGGEST_PATH, suggestscore, "perspective_suggestscore", "POST")
     add(DISCOVERY_PATH, discovery, "perspective_discovery", "GET")
     from toxic_service.apikeys.gate import perspective_check  # API keys and quotas (P3): analyze, suggestscore
