@@ -75,6 +75,15 @@ def render(tmp: Path, port: int, socket_path: Path, **overrides) -> Path:
         "nginx_hsts_max_age": 1,
         "nginx_certbot_webroot": str(tmp),
         "nginx_metrics_allow": [],
+        "nginx_conn_limit": 10,
+        "nginx_heavy_body_bytes": 32768,
+        "nginx_heavy_rate_limit": "2r/s",
+        "nginx_heavy_rate_limit_burst": 4,
+        "nginx_client_header_timeout": "10s",
+        "nginx_client_body_timeout": "10s",
+        "nginx_send_timeout": "10s",
+        "nginx_keepalive_timeout": "10s",
+        "nginx_client_body_buffer_size": "16k",
         **overrides,
     }
     text = jinja2.Template(TEMPLATE.read_text(), keep_trailing_newline=True, undefined=jinja2.StrictUndefined).render(
@@ -82,7 +91,8 @@ def render(tmp: Path, port: int, socket_path: Path, **overrides) -> Path:
     )
     # Only what a test run cannot have changes: ports, absolute system paths, the conf.d include.
     text = text.replace("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;")
-    text = re.sub(r"\n\s*listen \[::\]:80 default_server;", "", text)
+    text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")  # the named server beside a catch-all
+    text = re.sub(r"\n\s*listen \[::\]:80( default_server)?;", "", text)
     text = text.replace("/var/log/nginx/", f"{tmp}/")
     text = text.replace("include /etc/nginx/mime.types;", f"include {_mime_types()};")
     text = text.replace("include /etc/nginx/conf.d/*.conf;", "")

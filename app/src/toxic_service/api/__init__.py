@@ -32,6 +32,13 @@ def create_app(settings: Settings | None = None, *, retry_interval: float = RETR
     settings = settings or Settings()
     configure_logging()
     app = Flask("toxic_service", static_folder=None)
+    # No redirect built from the client's Host header: Werkzeug answers `//` in a path with a 308 whose
+    # Location is absolute, made from Host (`GET /static//x` with `Host: evil.example` ->
+    # `Location: http://evil.example/static/x`). Off before any rule is added (each rule copies the
+    # map's setting): such a path is the JSON 404. strict_slashes stays on: off, `/metrics/` would
+    # serve /metrics past nginx's exact-path guard; on, it redirects only to add a slash to a rule
+    # that ends in one, and no rule but `/` does.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # scores keep the model's label order
     app.json.compact = True
