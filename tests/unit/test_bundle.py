@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from toxic_service.bundle import (
     JIGSAW_LABELS,
+    JIGSAW_PERSPECTIVE_ATTRIBUTES,
     BundleMetadata,
     check_vocabulary,
     load_metadata,
@@ -66,6 +67,13 @@ BROKEN = [
     (lambda d: d.update(num_words="many"), "num_words"),
     (lambda d: d.update(trained_labels=["nope"]), "trained_labels"),
     (lambda d: d.update(tokenizer="keras"), "tokenizer"),
+    (lambda d: d.update(perspective_attributes=["TOXICITY"]), "'perspective_attributes' must be an object"),
+    (lambda d: d.update(perspective_attributes={"toxicity": "toxic"}), "not an attribute name"),
+    (lambda d: d.update(perspective_attributes={"TOXICITY": "nope"}), "maps TOXICITY to 'nope'"),
+    (lambda d: d.update(trained_labels=["toxic"], perspective_attributes={"INSULT": "insult"}), "not a label the model"),
+    (lambda d: d.update(languages=[]), "'languages' must be a non-empty list"),
+    (lambda d: d.update(languages="en"), "'languages' must be a non-empty list"),
+    (lambda d: d.update(languages=["English"]), "'languages' must be a non-empty list"),
 ]
 
 
@@ -75,6 +83,38 @@ def test_malformed_metadata_is_a_bundle_error_naming_the_defect(tmp_path, doc, b
     write_doc(tmp_path, doc)
     with pytest.raises(BundleError, match=message):
         load_metadata(tmp_path)
+
+
+def test_a_new_bundle_gets_the_jigsaw_attribute_map_and_english(tiny_bundle_dir, tmp_path):
+    meta = load_metadata(tiny_bundle_dir)
+    fresh = BundleMetadata(labels=meta.labels, max_len=meta.max_len, vocabulary_checksum=meta.vocabulary_checksum,
+                           vocabulary_size=meta.vocabulary_size, trained_labels=meta.labels)
+    written = write_bundle(tmp_path, tflite_bytes=(tiny_bundle_dir / "model.tflite").read_bytes(), metadata=fresh)
+    on_disk = json.loads((tmp_path / "metadata.json").read_text())
+    assert on_disk["perspective_attributes"] == JIGSAW_PERSPECTIVE_ATTRIBUTES
+    assert on_disk["languages"] == ["en"]
+    assert load_metadata(tmp_path) == written
+
+
+def test_an_old_bundle_without_the_fields_gets_the_default_for_its_trained_labels(tmp_path, doc):
+    doc.pop("perspective_attributes", None)
+    doc.pop("languages", None)
+    doc["trained_labels"] = ["toxic", "insult"]
+    write_doc(tmp_path, doc)
+    meta = load_metadata(tmp_path)
+    assert meta.perspective_attributes == {"TOXICITY": "toxic", "INSULT": "insult"}
+    assert meta.languages == ("en",)
+
+
+def test_the_attribute_map_and_languages_are_overridable(tmp_path, doc):
+    doc["perspective_attributes"] = {"TOXICITY": "toxic", "MEAN": "insult"}
+    doc["languages"] = ["en", "de-CH"]
+    write_doc(tmp_path, doc)
+    meta = load_metadata(tmp_path)
+    assert meta.perspective_attributes == {"TOXICITY": "toxic", "MEAN": "insult"}
+    assert meta.languages == ("en", "de-CH")
+    meta.write(tmp_path / "again")
+    assert load_metadata(tmp_path / "again") == meta
 
 
 @pytest.mark.parametrize("content", ["", "{not json", "[1, 2]", "\udcff"], ids=["empty", "bad-json", "array", "bad-utf8"])
