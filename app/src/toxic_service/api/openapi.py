@@ -13,7 +13,7 @@ from toxic_service.errors import APP, ERRORS, ErrorCode
 # The statuses each route's own code answers with (api/errors.py, routes.py); what the front and
 # gunicorn add is in FRONT_STATUSES, listed on every route because a client can meet it on any.
 ROUTE_STATUSES: dict[str, tuple[int, ...]] = {
-    "/detect-toxic": (400, 405, 413, 415, 500, 503),
+    "/detect-toxic": (400, 401, 403, 405, 413, 415, 429, 500, 503),  # 401/403/429: TOXIC_API_KEYS_NATIVE
     "/livez": (405, 500),
     "/readyz": (405, 500, 503),
     "/metrics": (405, 500),

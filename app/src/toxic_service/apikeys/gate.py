@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NewType
 
-from flask import Request, current_app, g, request
+from flask import Request, current_app, request
 
 from toxic_service.apikeys import keyfile
 from toxic_service.apikeys.quota import QuotaStore, state_path
@@ -224,9 +224,9 @@ def authorize(req: Request, settings: Settings, *, native: bool = False) -> KeyN
 def perspective_check() -> None:
     """The Perspective blueprint's before_request: the key of analyze and suggestscore calls.
 
-    Sets `g.perspective_key_name` (the key's name or None), which suggestscore records.
+    Sets `request.perspective_key_name` (the key's name or None), which suggestscore records.
     Other methods and paths are not checked here: the discovery document is public, as Google's.
     """
     if request.method != "POST" or request.endpoint not in KEYED_PERSPECTIVE_ENDPOINTS:
         return
-    g.perspective_key_name = authorize(request, current_app.extensions["toxic_service.settings"])
+    request.perspective_key_name = authorize(request, current_app.extensions["toxic_service.settings"])
