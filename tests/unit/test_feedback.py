@@ -296,4 +296,4 @@ def test_a_full_store_answers_resource_exhausted_and_keeps_serving(tiny_settings
     assert "full" in error["message"] and str(tmp_path) not in error["message"]  # no path to the client
     assert "Retry-After" not in refused.headers  # retrying does not help until an operator clears it
     assert len(_rows(settings.feedback_file)) == statuses.count(200)
-    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
