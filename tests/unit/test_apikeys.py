@@ -342,3 +342,19 @@ def test_the_per_request_check_costs_microseconds(keys_file, tiny_settings):
     per_stat = (time.perf_counter() - started) / n
     print(f"\nkey + quota check: {per_check * 1e6:.0f} us per request (of which the keys file's stat {per_stat * 1e6:.1f} us)")
     assert per_check < 0.05  # 50 ms would mean something is badly wrong (a lock wait, a re-read per request)
+
+
+def test_suggestscore_records_the_keys_name_never_the_key(keys_file, make_client, tmp_path):
+    from toxic_service.feedback.store import FeedbackStore
+
+    key = create(keys_file, "forum", "--qps", "100")
+    feedback = tmp_path / "feedback.sqlite"
+    client = make_client(keys_file, api_keys_required=True, feedback_db=feedback)
+    body = {"comment": {"text": "you idiot"}, "attributeScores": {"TOXICITY": {"summaryScore": {"value": 1.0}}}}
+    refused = client.post("/v1alpha1/comments:suggestscore", json=body)
+    assert refused.status_code == 403  # the key check runs before anything is stored
+    stored = client.post(f"/v1alpha1/comments:suggestscore?key={key}", json=body)
+    assert stored.status_code == 200, stored.get_data(as_text=True)
+    rows = list(FeedbackStore(feedback, 1 << 20).suggestions())
+    assert [row.key_name for row in rows] == ["forum"]
+    assert key.encode() not in feedback.read_bytes()
