@@ -26,8 +26,8 @@ The descriptions are ours and say what this server does (which attributes
 the served model has, that only PROBABILITY scores and JSON answers exist).
 There is no mTLS endpoint (`mtlsRootUrl` is absent: a client never switches
 to another address) and no batch endpoint (`batchPath` is Google's "batch",
-on this server, which answers it with Google's 404: a batch request fails
-here rather than going to Google).
+on this server, where /batch is the native API's 404: a batch request fails
+here rather than going to Google, where a client without batchPath sends it).
 """
 
 from __future__ import annotations
