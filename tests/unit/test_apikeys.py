@@ -358,3 +358,13 @@ def test_suggestscore_records_the_keys_name_never_the_key(keys_file, make_client
     rows = list(FeedbackStore(feedback, 1 << 20).suggestions())
     assert [row.key_name for row in rows] == ["forum"]
     assert key.encode() not in feedback.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "headers", [{"X-Api-Key": "   "}, {"Authorization": "Basic dXNlcjpwdw=="}, {"Authorization": "Bearer"}, {}]
+)
+def test_blank_keys_and_other_auth_schemes_count_as_no_key(keys_file, make_client, headers):
+    create(keys_file, "forum")
+    client = make_client(keys_file, api_keys_native=True)
+    response = client.post("/detect-toxic", json={"sequence": "x"}, headers=headers)
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"

@@ -144,8 +144,8 @@ def presented_key(req: Request) -> str | None:
     if not key:
         scheme, _, credentials = req.headers.get("Authorization", "").strip().partition(" ")
         key = credentials.strip() if scheme.lower() == "bearer" else None
-    key = key or req.headers.get("X-Api-Key")
-    return key.strip() or None if key else None
+    key = (key or req.headers.get("X-Api-Key") or "").strip()
+    return key or None
 
 
 def gate(settings: Settings) -> Gate:
