@@ -154,6 +154,17 @@ def test_python_client_unknown_attribute_is_http_error_400(python_results):
     assert_unknown_attribute(python_results["unknown_attribute"])
 
 
+def test_python_client_without_a_key_builds_and_is_refused(server):
+    """No OAuth section: built without developerKey, the client looks for no Google credentials; keys are required."""
+    venv_python = install.python_client(log=lambda line: None)
+    results = run_client([str(venv_python), str(CLIENTS / "client.py"), server.url + DISCOVERY, ""])
+    for call in ("analyze", "suggestscore"):
+        assert results[call]["status"] == 403, results[call]
+        error = results[call]["body"]["error"]
+        assert error["status"] == "PERMISSION_DENIED" and error["message"] == "The request is missing a valid API key."
+    assert "key=" not in results["request_uri"]
+
+
 def test_node_client_analyze(server, node_results):
     assert_analyze(server, node_results["analyze"], "node-client-1")
     assert node_results["analyze"]["url"].startswith(server.url + "/v1alpha1/comments:analyze?key=")
