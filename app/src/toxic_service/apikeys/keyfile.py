@@ -204,7 +204,11 @@ def locked(path: Path) -> Iterator[None]:
     """
     lock_path = Path(path).with_name(Path(path).name + ".lock")
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # Empty, so readable by all: whoever edits next (root, the service user) can open it to lock.
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:  # made by another user: flock needs no write access
+            fd = os.open(lock_path, os.O_RDONLY)
     except OSError as exc:
         raise KeysFileError(f"keys file {path}: cannot create its lock file {lock_path} ({exc.strerror})") from None
     try:
