@@ -158,8 +158,11 @@ def test_requested_attributes_described_from_the_served_bundle(client, tiny_sett
 )
 def test_root_url_is_the_scheme_and_host_the_client_used(client, base_url, host, root):
     headers = {"Host": host} if host else {}
-    doc = get_doc(client, base_url=base_url, headers=headers)
-    assert doc["rootUrl"] == doc["baseUrl"] == root
+    response = client.get(DISCOVERY, base_url=base_url, headers=headers)
+    assert response.status_code == 200
+    assert response.get_json()["rootUrl"] == response.get_json()["baseUrl"] == root
+    # Built from this request's Host: a shared cache must never hand it to another client.
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 NOT_HOSTS = [

@@ -17,7 +17,9 @@ parameters), with two differences that make those clients talk to us:
   request's own scheme and Host. The Host value is client input that the
   client library will follow, so it must be a plain `hostname[:port]`, an
   IPv4 address or a bracketed IPv6 address (else INVALID_ARGUMENT, 400): no
-  path, user info or other text reaches the document.
+  path, user info or other text reaches the document. As every API answer,
+  it goes out with `Cache-Control: no-store` (api/__init__.py), so no shared
+  cache hands one client's Host to another.
 - no OAuth: there is no `auth` section and no method `scopes`, so a client
   built without a key does not go looking for Google credentials; the key is
   the `key` parameter (or the X-Goog-Api-Key header), as with Perspective.
