@@ -368,3 +368,24 @@ def test_blank_keys_and_other_auth_schemes_count_as_no_key(keys_file, make_clien
     client = make_client(keys_file, api_keys_native=True)
     response = client.post("/detect-toxic", json={"sequence": "x"}, headers=headers)
     assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_an_unwritable_quota_state_is_a_500_whose_log_names_the_file_never_the_key(tmp_path, make_client):
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir()
+    keys_file = keys_dir / "api-keys.json"
+    key = create(keys_file, "forum")
+    state = state_path(keys_file)
+    state.mkdir()  # a directory where the SQLite file should be: it cannot be opened
+    client = make_client(keys_file, api_keys_required=True)
+    capture = _Capture()
+    logging.getLogger("toxic_service").addHandler(capture)
+    try:
+        response = analyze(client, f"?key={key}")
+    finally:
+        logging.getLogger("toxic_service").removeHandler(capture)
+    assert response.status_code == 500 and response.get_json()["error"]["status"] == "INTERNAL"
+    logs = "\n".join(capture.lines)
+    assert str(state) in logs and key not in logs
+    state.rmdir()
+    assert analyze(client, f"?key={key}").status_code == 200  # fixed in place: no restart

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from toxic_service.errors import ConfigurationError
+
 BUSY_TIMEOUT_MS = 2000
 
 _SCHEMA = """
@@ -40,6 +42,10 @@ UPDATE buckets
    SET tokens = min(:burst, tokens + max(0.0, :now - updated) * :rate) - 1.0, updated = :now, last_used = :now
  WHERE name = :name AND min(:burst, tokens + max(0.0, :now - updated) * :rate) >= 1.0
 """
+
+
+class QuotaStateError(ConfigurationError):
+    """The buckets file cannot be opened or written (a read-only directory, a full disk)."""
 
 
 @dataclass(frozen=True)
@@ -85,15 +91,21 @@ class QuotaStore:
         """Spend one of `name`'s tokens at `qps` requests per second, or say how long until one is there."""
         params = {"name": name, "rate": float(qps), "burst": burst(qps), "now": self._clock()}
         with self._lock:
-            conn = self._connection()
-            if name not in self._known:
-                conn.execute(
-                    "INSERT OR IGNORE INTO buckets (name, tokens, updated) VALUES (:name, :burst, :now)", params
-                )
-                self._known.add(name)
-            if conn.execute(_TAKE, params).rowcount == 1:
-                return Decision(True)
-            row = conn.execute("SELECT tokens, updated FROM buckets WHERE name = ?", (name,)).fetchone()
+            try:
+                conn = self._connection()
+                if name not in self._known:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO buckets (name, tokens, updated) VALUES (:name, :burst, :now)", params
+                    )
+                    self._known.add(name)
+                if conn.execute(_TAKE, params).rowcount == 1:
+                    return Decision(True)
+                row = conn.execute("SELECT tokens, updated FROM buckets WHERE name = ?", (name,)).fetchone()
+            except sqlite3.Error as exc:
+                self._conn = None  # open it again on the next request: the directory may be fixed by then
+                raise QuotaStateError(
+                    f"quota state file {self.path}: {exc}; its directory must exist and be writable by the service user"
+                ) from exc
         if row is None:  # the row went away under us (file replaced): let this one through, the next re-creates it
             self._known.discard(name)
             return Decision(True)
