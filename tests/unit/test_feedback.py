@@ -23,7 +23,8 @@ from toxic_service.feedback.store import (
     SpanSuggestion,
     Suggestion,
 )
-from toxic_service.perspective.suggest import MAX_TEXT_BYTES, suggest_score
+from toxic_service.perspective.analyze import MAX_TEXT_BYTES
+from toxic_service.perspective.suggest import suggest_score
 
 SUGGEST = "/v1alpha1/comments:suggestscore"
 
@@ -246,6 +247,7 @@ BAD = {
     ),
     "context.entries not an array": (_ok_body(context={"entries": "a"}), "context.entries"),
     "context entry text not a string": (_ok_body(context={"entries": [{"text": 1}]}), "context.entries[0].text"),
+    "a field in both spellings": (_ok_body(attribute_scores={"INSULT": {"summaryScore": {"value": 1}}}), "attributeScores"),
 }
 
 
@@ -297,3 +299,44 @@ def test_a_full_store_answers_resource_exhausted_and_keeps_serving(tiny_settings
     assert "Retry-After" not in refused.headers  # retrying does not help until an operator clears it
     assert len(_rows(settings.feedback_file)) == statuses.count(200)
     assert client.get("/readyz").status_code == 200
+
+
+def test_the_protos_snake_case_names_are_accepted_too(served):
+    client, path = served
+    body = {"comment": {"text": "you idiot"}, "client_token": "t", "community_id": "c", "do_not_store": False,
+            "attribute_scores": {"INSULT": {"summary_score": {"value": 1}, "span_scores": [
+                {"begin": 4, "end": 9, "score": {"value": 1}}]}}}
+    response = client.post(SUGGEST, json=body)
+    assert (response.status_code, response.get_json()) == (200, {"clientToken": "t"}), response.data
+    [stored] = list(FeedbackStore(path, 1 << 20).suggestions())
+    assert stored.community_id == "c" and stored.attributes[0].spans == (SpanSuggestion(4, 9, 1.0),)
+
+
+# --- export ------------------------------------------------------------------------------------------------
+
+
+def test_export_writes_jigsaw_rows_thresholded_at_one_half_and_counts_what_it_leaves_out(tmp_path):
+    from toxic_service.feedback.export import export_csv
+
+    mapping = {"TOXICITY": "toxic", "INSULT": "insult"}
+    suggestions = [
+        Suggestion(text="<p>you <b>idiot</b></p>", text_type="HTML", id=1, attributes=(
+            AttributeSuggestion("TOXICITY", 0.5), AttributeSuggestion("INSULT", None, (SpanSuggestion(9, 14, 0.8),)))),
+        Suggestion(text="thanks", text_type="PLAIN_TEXT", id=2, attributes=(
+            AttributeSuggestion("TOXICITY", 0.49), AttributeSuggestion("INSULT", 0.0))),
+        Suggestion(text=None, text_type="PLAIN_TEXT", id=3, attributes=(AttributeSuggestion("TOXICITY", 1.0),)),
+        Suggestion(text="only toxicity", text_type="PLAIN_TEXT", id=4, attributes=(AttributeSuggestion("TOXICITY", 1.0),)),
+        Suggestion(text="old attribute", text_type="PLAIN_TEXT", id=5, attributes=(
+            AttributeSuggestion("TOXICITY", 0.0), AttributeSuggestion("INSULT", 0.0), AttributeSuggestion("FLIRTATION", 1.0))),
+    ]
+    result = export_csv(suggestions, mapping, tmp_path / "out.csv")
+    assert (tmp_path / "out.csv").read_text().splitlines() == [
+        "id,comment_text,toxic,insult",
+        "feedback-1,you idiot,1,1",  # markup stripped; 0.5 is yes; a span-only attribute takes its highest span
+        "feedback-2,thanks,0,0",
+        "feedback-5,old attribute,0,0",
+    ]
+    assert (result.rows, result.skipped_no_text, dict(result.skipped_missing)) == (3, 1, {"INSULT": 1})
+    assert dict(result.unmapped) == {"FLIRTATION": 1}
+    only = export_csv(suggestions, mapping, tmp_path / "toxic.csv", ["TOXICITY"])
+    assert only.rows == 4 and (tmp_path / "toxic.csv").read_text().splitlines()[0] == "id,comment_text,toxic"

@@ -38,7 +38,7 @@ def model_text(suggestion: Suggestion) -> str | None:
     if suggestion.text_type == "HTML":
         from toxic_service.perspective.spans import strip_html
 
-        return strip_html(suggestion.text).text
+        return strip_html(suggestion.text).text.strip()  # block elements leave line breaks at the ends
     return suggestion.text
 
 

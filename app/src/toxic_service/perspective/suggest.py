@@ -13,8 +13,11 @@ the method): attributeScores must not be empty, nor any of its entries; every
 score is set explicitly and is a probability in [0, 1] (type PROBABILITY or
 unset: the other score types need a reference distribution we do not have);
 every span has begin and end, in UTF-16 code units of the text, end
-exclusive, 0 <= begin < end <= the text's length; an attribute is one the
-served model learned. Unknown fields are refused as Google's APIs refuse them.
+exclusive, 0 <= begin < end <= the text's length (of the original string,
+markup included, for HTML); an attribute is one the served model maps.
+Unknown fields are refused as Google's APIs refuse them; the proto's
+snake_case names are accepted too. comment and context follow analyze.py's
+rules (its readers are used, so both methods agree on a TextEntry).
 The store is written, and committed, before the 200 (feedback/store.py).
 """
 
@@ -34,143 +37,70 @@ from toxic_service.feedback.store import (
     SpanSuggestion,
     Suggestion,
 )
+from toxic_service.perspective.analyze import _bool, _context, _object, _string, _text_entry, _wrong
 from toxic_service.perspective.attributes import AttributeMap
 from toxic_service.perspective.errors import PerspectiveError, invalid_argument
 from toxic_service.settings import Settings
 
 log = logging.getLogger("toxic_service.api")
 
-# Perspective's documented limit on comment.text: 20 KB of UTF-8.
-MAX_TEXT_BYTES = 20_480
-TEXT_TYPES = ("TEXT_TYPE_UNSPECIFIED", "PLAIN_TEXT", "HTML")
 SCORE_TYPES = ("SCORE_TYPE_UNSPECIFIED", "PROBABILITY")
-REQUEST_FIELDS = frozenset(
-    {"comment", "context", "attributeScores", "languages", "communityId", "clientToken", "sessionId", "doNotStore"}
-)
+# lowerCamelCase -> the proto's snake_case (both accepted, as for analyze), per message.
+_REQUEST_FIELDS = {
+    "comment": "comment",
+    "context": "context",
+    "attributeScores": "attribute_scores",
+    "languages": "languages",
+    "communityId": "community_id",
+    "clientToken": "client_token",
+    "sessionId": "session_id",
+    "doNotStore": "do_not_store",
+}
+_ATTRIBUTE_SCORES_FIELDS = {"summaryScore": "summary_score", "spanScores": "span_scores"}
+_SPAN_FIELDS = {"begin": "begin", "end": "end", "score": "score"}
+_SCORE_FIELDS = {"value": "value", "type": "type"}
 # Free-form identifiers are stored: bounded so a client cannot fill the store through them.
 MAX_ID_CHARS = 512
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 def _bad(field: str, message: str) -> PerspectiveError:
-    return invalid_argument(f"{field}: {message}", field=field)
+    return invalid_argument(f"'{field}' {message}", field=field)
 
 
-def _object(value: Any, field: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _bad(field, f"must be an object, not {_type_name(value)}")
-    return value
-
-
-def _known_fields(doc: dict[str, Any], allowed: frozenset[str] | set[str], where: str) -> None:
-    for name in doc:
-        if name not in allowed:
-            path = f"{where}.{name}" if where else name
-            raise _bad(path, f"unknown field (Cannot find field); known here: {', '.join(sorted(allowed))}")
-
-
-def _string(value: Any, field: str, *, limit: int | None = None) -> str:
-    if not isinstance(value, str):
-        raise _bad(field, f"must be a string, not {_type_name(value)}")
-    if limit is not None and len(value) > limit:
-        raise _bad(field, f"has {len(value)} characters; the limit is {limit}")
-    return value
-
-
-def _text_entry(value: Any, field: str, *, required: bool) -> tuple[str, str]:
-    """(text, type) of a TextEntry; a required one (the comment) must hold some text."""
-    entry = _object(value, field)
-    _known_fields(entry, {"text", "type"}, field)
-    if "text" not in entry:
-        if required:
-            raise _bad(f"{field}.text", "is required")
-        text = ""
-    else:
-        text = _string(entry["text"], f"{field}.text")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise _bad(f"{field}.text", "holds an unpaired surrogate (\\ud800-\\udfff), which is not text") from None
-    if required and not text.strip():
-        raise _bad(f"{field}.text", "is empty; send the comment the scores are for")
-    if size > MAX_TEXT_BYTES:
-        raise _bad(f"{field}.text", f"is {size} bytes of UTF-8; the limit is {MAX_TEXT_BYTES}")
-    text_type = entry.get("type", "TEXT_TYPE_UNSPECIFIED")
-    if text_type not in TEXT_TYPES:
-        raise _bad(f"{field}.type", f"must be one of {', '.join(TEXT_TYPES)} (got {text_type!r})")
-    return text, text_type
-
-
-def _context(value: Any) -> None:
-    """Checked for shape only: a suggestion's context is not stored (nothing in training uses it)."""
-    context = _object(value, "context")
-    _known_fields(context, {"entries", "articleAndParentComment"}, "context")
-    if "entries" in context and "articleAndParentComment" in context:
-        raise _bad("context", "set only one of entries and articleAndParentComment")
-    if "entries" in context:
-        entries = context["entries"]
-        if not isinstance(entries, list):
-            raise _bad("context.entries", f"must be an array, not {_type_name(entries)}")
-        for i, entry in enumerate(entries):
-            _text_entry(entry, f"context.entries[{i}]", required=False)
-    if "articleAndParentComment" in context:
-        where = "context.articleAndParentComment"
-        pair = _object(context["articleAndParentComment"], where)
-        _known_fields(pair, {"article", "parentComment"}, where)
-        for name in ("article", "parentComment"):
-            if name in pair:
-                _text_entry(pair[name], f"{where}.{name}", required=False)
-
-
-def _probability(score: Any, field: str) -> float:
-    score = _object(score, field)
-    _known_fields(score, {"value", "type"}, field)
+def _probability(value: Any, field: str) -> float:
+    score = _object(value, field, _SCORE_FIELDS)
     if "value" not in score:
         raise _bad(f"{field}.value", "is required (every score is set explicitly; use 0 or 1 for yes/no)")
-    value = score["value"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(f"{field}.value", f"must be a number, not {_type_name(value)}")
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise _bad(f"{field}.value", f"must be a probability in [0, 1] (got {value})")
+    number = score["value"]
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise _wrong(f"{field}.value", "a number in [0, 1]", number)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise _bad(f"{field}.value", f"must be a probability in [0, 1] (got {number})")
     score_type = score.get("type", "PROBABILITY")
     if score_type not in SCORE_TYPES:
-        raise _bad(f"{field}.type", f"only PROBABILITY scores are accepted (got {score_type!r})")
-    return float(value)
+        raise _bad(f"{field}.type", f"must be PROBABILITY (or unset), the one score type accepted (got {score_type!r})")
+    return float(number)
 
 
 def _offset(span: dict[str, Any], name: str, field: str) -> int:
     if name not in span:
         raise _bad(f"{field}.{name}", "is required: every span score has begin and end")
     value = span[name]
-    # proto3 JSON writes int32 as a number; a decimal string is accepted as the JSON mapping allows.
+    # proto3 JSON writes int32 as a number; a decimal string is accepted as its JSON mapping allows.
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"{field}.{name}", f"must be an integer, not {_type_name(value)}")
+        raise _wrong(f"{field}.{name}", "an integer", value)
     return value
 
 
 def _spans(value: Any, field: str, text_units: int) -> tuple[SpanSuggestion, ...]:
     if not isinstance(value, list):
-        raise _bad(field, f"must be an array, not {_type_name(value)}")
+        raise _wrong(field, "an array of SpanScore objects", value)
     spans = []
     for i, item in enumerate(value):
         where = f"{field}[{i}]"
-        span = _object(item, where)
-        _known_fields(span, {"begin", "end", "score"}, where)
+        span = _object(item, where, _SPAN_FIELDS)
         begin, end = _offset(span, "begin", where), _offset(span, "end", where)
         if not 0 <= begin < end <= text_units:
             raise _bad(
@@ -185,19 +115,21 @@ def _spans(value: Any, field: str, text_units: int) -> tuple[SpanSuggestion, ...
 
 
 def _attribute_scores(value: Any, supported: Mapping[str, str], text_units: int) -> tuple[AttributeSuggestion, ...]:
-    scores = _object(value, "attributeScores")
-    if not scores:
-        raise _bad("attributeScores", "is empty; suggest a score for at least one attribute")
+    where = "attributeScores"
+    if not isinstance(value, dict):
+        raise _wrong(where, "an object {ATTRIBUTE: {summaryScore, spanScores}}", value)
+    if not value:
+        raise _bad(where, "is empty; suggest a score for at least one attribute")
     result = []
-    for name, item in scores.items():
-        field = f"attributeScores.{name}"
+    for name, item in value.items():
+        field = f"{where}.{name}"
         if name not in supported:
             raise invalid_argument(
-                f"{field}: attribute {name!r} is not served by this model; supported: {', '.join(supported)}",
+                f"'{field}': attribute {name} is not served by this model; supported attributes: "
+                f"{', '.join(supported) or 'none'}",
                 field=field,
             )
-        entry = _object(item, field)
-        _known_fields(entry, {"summaryScore", "spanScores"}, field)
+        entry = _object(item, field, _ATTRIBUTE_SCORES_FIELDS)
         if "summaryScore" not in entry and not entry.get("spanScores"):
             raise _bad(field, "is empty; give a summaryScore or at least one spanScores entry")
         summary = _probability(entry["summaryScore"], f"{field}.summaryScore") if "summaryScore" in entry else None
@@ -208,11 +140,20 @@ def _attribute_scores(value: Any, supported: Mapping[str, str], text_units: int)
 
 def _languages(value: Any, check_languages: Callable[[list[str]], None] | None) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise _bad("languages", f"must be an array of strings, not {_type_name(value)}")
-    languages = [_string(v, f"languages[{i}]", limit=64) for i, v in enumerate(value)]
+        raise _wrong("languages", "an array of language codes", value)
+    languages = [_string(v, f"languages[{i}]") for i, v in enumerate(value)]
     if check_languages is not None:
         check_languages(languages)
     return tuple(languages)
+
+
+def _identifier(doc: dict[str, Any], name: str) -> str | None:
+    if name not in doc:
+        return None
+    value = _string(doc[name], name)
+    if len(value) > MAX_ID_CHARS:
+        raise _bad(name, f"has {len(value)} characters; the limit is {MAX_ID_CHARS}")
+    return value
 
 
 def parse_suggestion(
@@ -225,30 +166,25 @@ def parse_suggestion(
     """The Suggestion to store from a request body, or the INVALID_ARGUMENT naming the first wrong field.
 
     `supported` maps the served model's attribute names to its labels; `check_languages`
-    raises Perspective's error for languages the model does not serve.
+    raises Perspective's error for languages the model does not serve. comment and context
+    are read by analyze.py's readers: one set of rules for a TextEntry in both methods.
     """
-    doc = _object(body, "request")
-    _known_fields(doc, REQUEST_FIELDS, "")
+    doc = _object(body, "", _REQUEST_FIELDS)
     if "comment" not in doc:
-        raise _bad("comment", "is required")
-    text, text_type = _text_entry(doc["comment"], "comment", required=True)
+        raise _bad("comment", "is required: the comment the scores are for")
+    text, html = _text_entry(doc["comment"], "comment", required=True)
     if "context" in doc:
         _context(doc["context"])
     languages = _languages(doc["languages"], check_languages) if "languages" in doc else ()
-    ids = {
-        name: _string(doc[name], name, limit=MAX_ID_CHARS) if name in doc else None
-        for name in ("communityId", "clientToken", "sessionId")
-    }
-    do_not_store = doc.get("doNotStore", False)
-    if not isinstance(do_not_store, bool):
-        raise _bad("doNotStore", f"must be true or false, not {_type_name(do_not_store)}")
+    ids = {name: _identifier(doc, name) for name in ("communityId", "clientToken", "sessionId")}
+    do_not_store = _bool(doc["doNotStore"], "doNotStore") if "doNotStore" in doc else False
     if "attributeScores" not in doc:
         raise _bad("attributeScores", "is required; suggest a score for at least one attribute")
     units = len(text.encode("utf-16-le")) // 2
     attributes = _attribute_scores(doc["attributeScores"], supported, units)
     return Suggestion(
         text=None if do_not_store else text,
-        text_type=text_type,
+        text_type="HTML" if html else "PLAIN_TEXT",
         attributes=attributes,
         key_name=key_name,
         community_id=ids["communityId"],
