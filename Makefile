@@ -18,7 +18,7 @@ export XDG_CACHE_HOME := $(CACHE)
 STAMP := $(VENV)/.installed
 
 .PHONY: help host-deps venv assets wheelhouse image up down demo lint test test-app test-molecule test-deploy \
-        test-reliability test-firewalld bench soak clean perspective-clients
+        test-reliability test-firewalld test-tls bench soak clean perspective-clients
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -85,7 +85,10 @@ test-deploy: host-deps assets wheelhouse ## fab deploy/rollback against a provis
 test-reliability: host-deps assets wheelhouse ## the short reliability profile: load, faults, bad input, security
 	TOXIC_RELIABILITY_PROFILE=short $(BIN)/pytest tests/reliability
 
-test: host-deps lint test-app test-molecule test-firewalld test-deploy test-reliability ## everything that proves it (what .ci/run calls)
+test-tls: host-deps assets wheelhouse ## TLS in container toxic-tls (throwaway CA): versions, ciphers, unknown names, HSTS, redirect
+	$(BIN)/pytest -v -s tests/tls
+
+test: host-deps lint test-app test-molecule test-firewalld test-deploy test-reliability test-tls ## everything that proves it (what .ci/run calls)
 
 soak: host-deps assets wheelhouse ## the full reliability run (10 minutes of load); figures into docs/reliability.md
 	TOXIC_RELIABILITY_PROFILE=full $(BIN)/pytest tests/reliability
