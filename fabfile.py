@@ -9,8 +9,11 @@
 
 Hosts come from the Ansible inventory (--inventory, default $TOXIC_INVENTORY or
 inventory/local; group `app`, --host NAME for one of them), with the
-inventory's address, port, user, SSH key and known_hosts file; `fab -H
-user@host:port TASK` overrides it. A host key must already be known (the
+inventory's address, port, SSH key and known_hosts file; `fab -H
+user@host:port TASK` overrides it. fab logs in as the inventory's
+toxic_deploy_user, never as the admin user Ansible uses: that user's sudo runs
+toxic-release's subcommands and nothing else (roles/base), so a stolen deploy
+key ships releases but gets no root shell. A host key must already be known (the
 inventory's UserKnownHostsFile, else ~/.ssh/known_hosts, and
 /etc/ssh/ssh_known_hosts): an unknown one is refused, never added
 (docs/provisioning.md, "First contact"). Every step on a host is one call to
@@ -22,6 +25,7 @@ This file only builds, uploads and orchestrates.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -49,12 +53,15 @@ TOOL = "/usr/local/sbin/toxic-release"
 DEFAULT_INVENTORY = REPO / "inventory" / "local"
 DEFAULT_WHEELHOUSE = REPO / ".cache" / "wheelhouse"
 APP_WHEEL_PREFIX = "toxic_service-"
-# The deploy user's own upload area on the host (toxic-release reads it as root).
+# The deploy user's own upload area on the host. toxic-release reads it as root without following a
+# symlink, copies what SHA256SUMS lists into a root-owned directory and installs only what matches.
 STAGING = ".toxic-deploy"
+MANIFEST = "SHA256SUMS"
 # Rendered per host by Ansible itself, so templated inventory values ({{ ... }}) resolve as in a playbook.
 CONNECTION_VARS = (
     '{{ {"host": ansible_host | default(inventory_hostname), "port": ansible_port | default(22) | int,'
-    ' "user": ansible_user | default(""), "key": ansible_ssh_private_key_file | default(""),'
+    ' "user": toxic_deploy_user | default(""),'
+    ' "key": toxic_deploy_ssh_private_key_file | default(ansible_ssh_private_key_file | default("")),'
     ' "ssh_args": ansible_ssh_common_args | default("")} }}'
 )
 
@@ -211,6 +218,12 @@ def check_host_keys(conn: Connection, ssh_args: str = "") -> tuple[Path, ...]:
 
 
 def connection_for(host: dict) -> Target:
+    if not host["user"]:
+        raise Exit(
+            f"fab: {host['name']}: the inventory names no toxic_deploy_user: fab logs in as the deploy user "
+            "(sudo for toxic-release only), not as the admin user; set toxic_deploy_user and toxic_deploy_keys, "
+            "then run site.yml once (docs/provisioning.md)"
+        )
     key = host["key"]
     if key and not Path(key).expanduser().is_file():
         raise Exit(
@@ -270,10 +283,14 @@ def open_target(t: Target) -> None:
         raise Exit(f"fab: {t.name}: cannot connect to {where}: {exc}") from exc
 
 
+def sudo_tool(*args: str) -> str:
+    """The command line for `sudo toxic-release ARGS`: the tool by its absolute path, as sudoers names it."""
+    return "sudo -n " + " ".join(shlex.quote(a) for a in (TOOL, *args))
+
+
 def release_tool(t: Target, *args: str, capture: bool = True, what: str | None = None):
     """`sudo toxic-release ARGS` on the host: its progress (stderr) streams here; stdout is returned."""
-    command = "sudo -n " + " ".join(shlex.quote(a) for a in (TOOL, *args))
-    result = t.conn.run(command, hide="out" if capture else None, warn=True, in_stream=False)
+    result = t.conn.run(sudo_tool(*args), hide="out" if capture else None, warn=True, in_stream=False)
     if result.failed:
         errors = [line.split("error: ", 1)[1] for line in result.stderr.splitlines() if "toxic-release: error: " in line]
         detail = errors[-1] if errors else (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -427,8 +444,9 @@ def sync_wheelhouse(t: Target, wanted: dict[str, Path], root: str) -> tuple[str,
         if path.startswith(staging + "/"):
             staged[Path(path).name] = digest
     sent = sent_bytes = 0
+    digests = {name: sha256_file(local) for name, local in wanted.items()}
     for name, local in sorted(wanted.items()):
-        digest = sha256_file(local)
+        digest = digests[name]
         if staged.get(name) == digest:
             continue
         dest = f"{staging}/{name}"
@@ -443,6 +461,9 @@ def sync_wheelhouse(t: Target, wanted: dict[str, Path], root: str) -> tuple[str,
     extra = sorted(set(staged) - set(wanted))
     if extra:
         t.conn.run("rm -f " + " ".join(shlex.quote(f"{staging}/{n}") for n in extra), hide=True, in_stream=False)
+    # What toxic-release installs: these wheels, by sha256, and no other file of the upload directory.
+    manifest = "".join(f"{digests[name]}  {name}\n" for name in sorted(wanted))
+    t.conn.put(io.BytesIO(manifest.encode()), f"{staging}/{MANIFEST}")
     return staging, sent, sent_bytes
 
 
@@ -611,6 +632,7 @@ def logs(c, follow=False, lines=100, inventory=None, group="app", host=None):
     """The service's journal (gunicorn and the app) on each host."""
     for t in targets_for(c, inventory, group, host):
         open_target(t)
-        command = f"sudo -n journalctl --no-pager -u toxic-service.service -u toxic-service.socket -n {int(lines)}"
+        # Through toxic-release: sudo lets the deploy user run it, not journalctl (whose other options root must not offer).
+        command = sudo_tool("logs", "--lines", str(int(lines)), *(["--follow"] if follow else []))
         with contextlib.suppress(KeyboardInterrupt):
-            t.conn.run(command + (" -f" if follow else ""), pty=follow, warn=True, in_stream=None if follow else False)
+            t.conn.run(command, pty=follow, warn=True, in_stream=None if follow else False)

@@ -172,6 +172,11 @@ class FabHost:
     def exec(self, *cmd: str, timeout: float = 60, check: bool = True) -> str:
         return run(["docker", "exec", self.name, *cmd], timeout, f"docker exec {self.name} {' '.join(cmd)}", check=check).stdout
 
+    def exec_as(self, user: str, *cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`cmd` run in the host as `user` (docker exec -u), whatever its exit status: for what a user may do."""
+        return run(["docker", "exec", "-u", user, self.name, *cmd], timeout, f"docker exec -u {user} {' '.join(cmd)}",
+                   check=False)
+
     def docker_cp(self, src: Path, dest: str) -> None:
         run(["docker", "cp", str(src), f"{self.name}:{dest}"], 60, f"docker cp {src}")
 

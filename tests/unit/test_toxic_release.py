@@ -12,6 +12,12 @@ Nothing of toxic-release is mocked. What stands in for the host:
 TOXIC_RELEASE_TEST_PYTHON runs the tool with that interpreter instead of its
 #!/usr/bin/python3 (e.g. a Python 3.6, as on EL7); test_host_python.py runs a
 tour of every subcommand under a real 3.6 when one is installed.
+
+As root the tool refuses those hooks (a fake systemctl, a settings file, ...).
+When this suite runs as root, the tool runs as uid 65534 in a user namespace
+(AS_TEST_USER: it sees a non-root euid, as on a developer's machine, while its
+files stay ours outside); tests/unit/test_release_root_hooks.py runs it as real
+root and checks the refusals.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ HEALTH_MODES = {
     "notready": (503, None, LABELS, 0.25),
 }
 HOST_PYTHON = os.environ.get("TOXIC_RELEASE_TEST_PYTHON")  # None: the tool's own #! line
+AS_TEST_USER = ["unshare", "--user", "--map-user=65534", "--map-group=65534", "--"] if os.geteuid() == 0 else []
 
 MAIN_PY = """import sys
 from pathlib import Path
@@ -107,7 +114,16 @@ def make_wheelhouse(
         },
     )
     build_wheel(house, "tinydep", dep_version, {"tinydep.py": f"VALUE = {dep_version!r}\n"})
+    write_manifest(house)
     return house
+
+
+def write_manifest(house: Path) -> Path:
+    """SHA256SUMS (sha256sum's format) of the wheels in house, as fab deploy and the role write it."""
+    manifest = house / "SHA256SUMS"
+    wheels = sorted(house.glob("*.whl"))
+    manifest.write_text("".join(f"{hashlib.sha256(w.read_bytes()).hexdigest()}  {w.name}\n" for w in wheels))
+    return manifest
 
 
 class HealthHandler(http.server.BaseHTTPRequestHandler):
@@ -157,7 +173,7 @@ def seeded_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = base / "release.json"
     config.write_text(json.dumps({"root": str(base / "srv"), "python": sys.executable}))
     result = subprocess.run(
-        [str(TOOL), "prepare", "--wheelhouse", str(make_wheelhouse(base, "seed"))],
+        [*AS_TEST_USER, str(TOOL), "prepare", "--wheelhouse", str(make_wheelhouse(base, "seed"))],
         capture_output=True,
         text=True,
         env={**os.environ, "TOXIC_RELEASE_CONFIG": str(config)},
@@ -217,7 +233,7 @@ class Host:
 
     def run(self, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "TOXIC_RELEASE_CONFIG": str(self.config), **(env or {})}
-        argv = [*([self.python] if self.python else []), str(TOOL), *args]
+        argv = [*AS_TEST_USER, *([self.python] if self.python else []), str(TOOL), *args]
         return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout, check=False)
 
     def prepare(self, house: Path) -> Path:
@@ -272,6 +288,7 @@ def test_prepare_builds_a_runnable_release_and_reuses_the_env(host: Host) -> Non
 def test_prepare_failing_midway_leaves_no_half_made_release(host: Host, seeded_env: Path) -> None:
     house = make_wheelhouse(host.base, "broken", dep_version="9.0")
     next(house.glob("tinydep-*.whl")).write_bytes(b"this is not a zip file")
+    write_manifest(house)  # listed with its own hash: pip gets it, and fails on it
     result = host.run("prepare", "--wheelhouse", str(house))
     assert result.returncode == 1
     assert "installing dependencies failed" in result.stderr
@@ -285,7 +302,11 @@ def test_prepare_refuses_a_wheelhouse_without_the_app_wheel(host: Host) -> None:
     house.mkdir()
     result = host.run("prepare", "--wheelhouse", str(house))
     assert result.returncode == 1
-    assert "exactly one toxic_service-*.whl" in result.stderr
+    assert f"wheelhouse {house} has no SHA256SUMS" in result.stderr
+    write_manifest(house)
+    result = host.run("prepare", "--wheelhouse", str(house))
+    assert result.returncode == 1
+    assert "SHA256SUMS must list exactly one toxic_service-*.whl, found 0" in result.stderr
 
 
 def test_activate_switches_restarts_and_health_checks(host: Host) -> None:
@@ -491,6 +512,86 @@ def test_a_release_pins_its_model_and_a_rollback_restores_it(host: Host) -> None
     assert list((host.root / "shared" / "models").iterdir()) == [], "a model no release links is pruned"
 
 
+def test_add_model_refuses_symlinks_in_and_to_the_bundle_and_copies_nothing(host: Host) -> None:
+    """As root, a link in the deploy user's upload would make root copy a file of that user's choosing."""
+    secret = host.base / "secret"
+    secret.write_bytes(b"root's own file")
+    models = host.root / "shared" / "models"
+
+    linked_file = make_bundle(host.base, b"weights link")
+    (linked_file / "extra.bin").symlink_to(secret)
+    result = host.run("add-model", "--from", str(linked_file))
+    assert result.returncode == 1 and "a bundle holds plain files only, not extra.bin" in result.stderr, result.stderr
+
+    real = make_bundle(host.base, b"weights dir link")
+    (host.base / "link-to-bundle").symlink_to(real)
+    result = host.run("add-model", "--from", str(host.base / "link-to-bundle"))
+    assert result.returncode == 1 and "'link-to-bundle' is a symlink" in result.stderr, result.stderr
+
+    (host.base / "link-to-base").symlink_to(host.base)  # a symlinked directory higher up the path
+    result = host.run("add-model", "--from", str(host.base / "link-to-base" / real.name))
+    assert result.returncode == 1 and "'link-to-base' is a symlink" in result.stderr, result.stderr
+    assert not models.exists() or list(models.iterdir()) == [], "nothing copied, no staging left"
+
+
+def test_add_model_keeps_the_source_mode_without_exec_setuid_or_wider_bits(host: Host) -> None:
+    bundle = make_bundle(host.base, b"weights modes")
+    (bundle / "private.bin").write_bytes(b"p")
+    (bundle / "program.bin").write_bytes(b"x")
+    (bundle / "shared.bin").write_bytes(b"s")
+    os.chmod(bundle / "private.bin", 0o640)
+    os.chmod(bundle / "program.bin", 0o4755)  # setuid and executable
+    os.chmod(bundle / "shared.bin", 0o666)  # world-writable
+    result = host.run("add-model", "--from", str(bundle))
+    assert result.returncode == 0, result.stderr
+    model = Path(result.stdout.strip())
+    modes = {p.name: oct(p.stat().st_mode & 0o7777) for p in model.iterdir()}
+    assert modes["private.bin"] == "0o640", "never more permissive than the source"
+    assert modes["program.bin"] == "0o644", "no setuid or execute bit survives the copy"
+    assert modes["shared.bin"] == "0o644", "no group/other write"
+
+
+def test_a_wheel_not_matching_the_manifest_is_refused_and_nothing_is_installed(host: Host, seeded_env: Path) -> None:
+    house = make_wheelhouse(host.base, "swapped", dep_version="7.0")
+    dep = next(house.glob("tinydep-*.whl"))
+    build_wheel(host.base, "tinydep", "7.0", {"tinydep.py": "VALUE = 'not what was built'\n"}).replace(dep)
+    result = host.run("prepare", "--wheelhouse", str(house))
+    assert result.returncode == 1
+    assert f"{dep}: sha256" in result.stderr and "does not match SHA256SUMS's" in result.stderr, result.stderr
+    assert "nothing was installed" in result.stderr
+    assert host.releases() == []
+    assert [p.name for p in (host.root / "shared" / "envs").iterdir()] == [seeded_env.name], "no env was made"
+    assert not list((host.root / "shared").glob(".wheelhouse-*")), "the checked copy is removed"
+
+    dep.unlink()
+    dep.symlink_to(host.base / "wheelhouse-elsewhere.whl")
+    result = host.run("prepare", "--wheelhouse", str(house))
+    assert result.returncode == 1 and "symlinks are refused" in result.stderr, result.stderr
+
+
+def test_only_the_wheels_the_manifest_lists_are_installed(host: Host) -> None:
+    house = make_wheelhouse(host.base, "listed")
+    build_wheel(house, "intruder", "1.0", {"intruder.py": "VALUE = 1\n"})  # in the directory, not in SHA256SUMS
+    release = host.prepare(house)
+    env = (release / "env").resolve()
+    assert not list(env.glob("lib/python*/site-packages/intruder*")), "a wheel the manifest does not list was installed"
+    assert list(env.glob("lib/python*/site-packages/tinydep.py"))
+
+
+def test_the_wrapper_quotes_its_paths(host: Host, tmp_path: Path) -> None:
+    """A root with a space and a quote in it: unquoted, the wrapper's command splits (or becomes another)."""
+    root = tmp_path / "srv it's"
+    settings = json.loads(host.config.read_text())
+    host.config.write_text(json.dumps({**settings, "root": str(root)}))
+    (root / "shared" / "model").mkdir(parents=True)
+    house = make_wheelhouse(host.base, "quoted")
+    result = host.run("prepare", "--wheelhouse", str(house))
+    assert result.returncode == 0, result.stderr
+    release = Path(result.stdout.strip())
+    ran = subprocess.run([str(release / "bin" / "toxic-service"), "dep"], capture_output=True, text=True, check=False)
+    assert ran.returncode == 0 and ran.stdout.strip() == "1.0", (ran.stdout, ran.stderr)
+
+
 def test_a_code_release_keeps_the_model_of_the_release_it_replaces(host: Host) -> None:
     """The role prepares without --model-dir: a model shipped with deploy-model must survive a site.yml run."""
     host.deploy(make_wheelhouse(host.base, "one"))
@@ -520,21 +621,28 @@ def test_prune_keeps_the_newest_and_the_current_and_drops_unused_envs(host: Host
 def test_a_second_deploy_waits_for_the_lock(host: Host) -> None:
     house = make_wheelhouse(host.base, "locked")
     (host.root / "shared").mkdir(parents=True, exist_ok=True)
+    stderr_path = host.base / "prepare.stderr"
+    stderr = open(stderr_path, "w")  # noqa: SIM115 (closed once the process is done)
     with open(host.root / "shared" / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         proc = subprocess.Popen(
-            [*([host.python] if host.python else []), str(TOOL), "prepare", "--wheelhouse", str(house)],
+            [*AS_TEST_USER, *([host.python] if host.python else []), str(TOOL), "prepare", "--wheelhouse", str(house)],
             env={**os.environ, "TOXIC_RELEASE_CONFIG": str(host.config)},
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             text=True,
         )
-        time.sleep(1.0)
+        # Until it says it waits (bounded: a loaded machine starts Python slowly), the lock is held here.
+        deadline = time.monotonic() + 60
+        while "waiting" not in stderr_path.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert proc.poll() is None, "prepare must wait while another deploy holds the lock"
+        assert "waiting" in stderr_path.read_text(), "prepare said nothing of the lock within 60 s"
+        time.sleep(0.5)
         assert not (host.root / "releases").exists() or host.releases() == []
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    assert "waiting" in err
+    out, _ = proc.communicate(timeout=120)
+    stderr.close()
+    assert proc.returncode == 0, stderr_path.read_text()
     assert Path(out.strip()).is_dir()
 
 
