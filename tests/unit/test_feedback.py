@@ -6,6 +6,7 @@ Every bad request must get Google's error shape with the field named, and leave 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -340,3 +341,25 @@ def test_export_writes_jigsaw_rows_thresholded_at_one_half_and_counts_what_it_le
     assert dict(result.unmapped) == {"FLIRTATION": 1}
     only = export_csv(suggestions, mapping, tmp_path / "toxic.csv", ["TOXICITY"])
     assert only.rows == 4 and (tmp_path / "toxic.csv").read_text().splitlines()[0] == "id,comment_text,toxic"
+
+
+def test_a_store_that_cannot_be_opened_is_unavailable_without_naming_the_path(tiny_settings, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the store's directory should be")
+    settings = tiny_settings.replace(feedback_db=blocker / "feedback.sqlite")
+    client = create_app(settings).test_client()
+    response = client.post(SUGGEST, json=_ok_body())
+    error = response.get_json()["error"]
+    assert (response.status_code, error["status"]) == (503, "UNAVAILABLE"), error
+    assert str(tmp_path) not in json.dumps(error)
+    assert client.get("/readyz").status_code == 200  # scoring is unaffected
+
+
+def test_export_without_a_store_is_one_clear_line_and_exit_1(tiny_settings, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOXIC_")}
+    env.update(TOXIC_FEEDBACK_DB=str(tmp_path / "none.sqlite"), TOXIC_BUNDLE=str(tiny_settings.bundle_dir))
+    result = subprocess.run([sys.executable, "-m", "toxic_service", "feedback", "export", "--out", str(tmp_path / "o.csv")],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'none.sqlite'}: no feedback store here (no suggestion stored yet?)"
+    assert not (tmp_path / "none.sqlite").exists() and not (tmp_path / "o.csv").exists()
