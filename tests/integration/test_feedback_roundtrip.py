@@ -80,7 +80,7 @@ def served_feedback(tiny_fixtures, tmp_path_factory):
                 "clientToken": f"t{i}",
                 "doNotStore": i < NOT_STORED,
             })
-            assert (status, body) == (200, {"clientToken": f"t{i}"}), body
+            assert (status, body) == (200, {"clientToken": f"t{i}", "detectedLanguages": ["en"]}), body
         # The killed worker: every worker gets SIGKILL the moment the 200 is in.
         workers = server.worker_pids()
         status, _ = _post(server.url, path, {

@@ -125,7 +125,7 @@ def test_do_not_store_keeps_the_scores_and_drops_the_text(tiny_settings, tmp_pat
     settings = tiny_settings.replace(feedback_db=tmp_path / "f.sqlite")
     secret = "my very private comment"
     body = {"comment": {"text": secret}, "doNotStore": True, "attributeScores": {"TOXICITY": {"summaryScore": {"value": 0}}}}
-    assert suggest_score(body, "forum", settings) == {}
+    assert suggest_score(body, "forum", settings) == {"detectedLanguages": ["en"]}
     [stored] = list(feedback_store(settings).suggestions())
     assert stored.text is None and stored.key_name == "forum"
     assert stored.attributes == (AttributeSuggestion("TOXICITY", 0.0),)
@@ -173,9 +173,12 @@ def test_a_good_suggestion_is_stored_and_answered_as_perspective(served):
     client, path = served
     response = client.post(SUGGEST, json=_ok_body())
     assert response.status_code == 200, response.data
-    # SuggestCommentScoreResponse: clientToken echoed, requestedLanguages as given (no detector: nothing detected).
+    # SuggestCommentScoreResponse: clientToken echoed, requestedLanguages as given.
     assert response.get_json() == {"clientToken": "tok-1", "requestedLanguages": ["en"]}
-    [stored] = list(FeedbackStore(path, 1 << 20).suggestions())
+    # Without languages: the bundle's, as detectedLanguages (there is no detector; analyze answers the same).
+    response = client.post(SUGGEST, json={k: v for k, v in _ok_body().items() if k != "languages"})
+    assert response.get_json() == {"clientToken": "tok-1", "detectedLanguages": ["en"]}
+    [stored, _] = list(FeedbackStore(path, 1 << 20).suggestions())
     # "you are an idiot " is 17 units, the emoji 2: the span [0, 19) ends exactly at the text's end.
     assert stored.attributes == (AttributeSuggestion("INSULT", 1.0, (SpanSuggestion(0, 19, 1.0),)),)
     assert (stored.community_id, stored.session_id, stored.client_token) == ("forum", "s1", "tok-1")
@@ -308,7 +311,7 @@ def test_the_protos_snake_case_names_are_accepted_too(served):
             "attribute_scores": {"INSULT": {"summary_score": {"value": 1}, "span_scores": [
                 {"begin": 4, "end": 9, "score": {"value": 1}}]}}}
     response = client.post(SUGGEST, json=body)
-    assert (response.status_code, response.get_json()) == (200, {"clientToken": "t"}), response.data
+    assert (response.status_code, response.get_json()) == (200, {"clientToken": "t", "detectedLanguages": ["en"]})
     [stored] = list(FeedbackStore(path, 1 << 20).suggestions())
     assert stored.community_id == "c" and stored.attributes[0].spans == (SpanSuggestion(4, 9, 1.0),)
 

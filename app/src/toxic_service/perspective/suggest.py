@@ -246,8 +246,9 @@ def language_checker(served: AttributeMap, attributes: Mapping[str, Any]) -> Cal
                 f"(this model serves: {', '.join(served.languages)})",
                 field="languages",
                 error_type="LANGUAGE_NOT_SUPPORTED_BY_ATTRIBUTE",
+                # The payload as analyze's (one shape for Perspective's errorType in both methods).
                 error_payload={
-                    "languageNotSupportedByAttributeError": {"detectedLanguages": unsupported, "attribute": attribute}
+                    "languageNotSupportedByAttributeError": {"requestedLanguages": list(languages), "attribute": attribute}
                 },
             )
 
@@ -272,6 +273,6 @@ def suggest_score(body: dict[str, Any], key_name: str | None, settings: Settings
         check_languages=language_checker(served, scores if isinstance(scores, dict) else {}),
     )
     store_suggestion(suggestion, settings)
-    # detectedLanguages is left out: this service has no language detector, and naming the
-    # bundle's language as "detected" would claim a detection that never happened.
-    return response_for(suggestion)
+    # No detector here: with no languages given, detectedLanguages is the bundle's languages (what
+    # the model assumes), as comments:analyze answers it (analyze.py; docs/perspective.md says so).
+    return response_for(suggestion, [] if suggestion.languages else list(served.languages))
