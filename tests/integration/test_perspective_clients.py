@@ -87,8 +87,11 @@ def native_scores(server, texts: list[str]) -> list[dict[str, float]]:
     return response.json()["predictions"]
 
 
-def run_client(argv: list[str], **kw) -> dict:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False, **kw)
+def run_client(argv: list[str], env: dict[str, str] | None = None) -> dict:
+    # The server is on loopback: no HTTP proxy a machine may set for the registries (httplib2 without PySocks
+    # fails on any proxy variable, NO_PROXY or not).
+    env = {k: v for k, v in (os.environ if env is None else env).items() if not k.lower().endswith("_proxy")}
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False, env=env)
     assert result.returncode == 0, f"{argv[:2]} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout)
 
