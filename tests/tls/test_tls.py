@@ -10,7 +10,8 @@ the redirect of plain HTTP, and a comment scored over TLS. `make test-tls`.
 Environment: TOXIC_TLS_KEEP=1 leaves the container running afterwards (for a look around);
 TOXIC_TLS_REUSE=1 checks the running, provisioned container as it is (development only: no
 provisioning, the CA kept in .cache/tls-test/pki). Provisioning is most of the time: a fresh
-site.yml run took 844 s on 2 shared CPUs at a load average of about 4 (the checks: seconds).
+site.yml run took 649 s and 844 s on 2 shared CPUs at a load average of about 4 (the checks:
+seconds).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ HOST = FabHost(name="toxic-tls", http_port=18280, https_port=18643, ssh_port=124
 
 def say(line: str) -> None:
     """What was checked, in the run's output (`make test-tls` runs pytest with -s)."""
-    print(f"\n  tls: {line}", end="")
+    print(f"\n  tls: {line}")
 
 
 @pytest.fixture(scope="module")
