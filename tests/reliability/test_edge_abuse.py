@@ -265,6 +265,19 @@ def test_edge_errors_are_json_with_headers_and_no_redirect_uses_host(host, figur
         assert json.loads(body)["error"]["code"] == code, (code, body)
         assert headers.get("x-content-type-options") == "nosniff" and headers.get("x-frame-options") == "DENY", headers
         assert "evil.example" not in headers.get("location", ""), headers
+    # A 429 keeps the headers too (the issue found it without them): 60 at once from one client, burst 40.
+    limited = None
+    for _ in range(60):
+        status, headers, body = raw(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        if status == 429:
+            limited = headers, body
+            break
+    assert limited is not None, "60 requests at once from one client were never limited"
+    headers, body = limited
+    assert json.loads(body)["error"]["code"] == "rate_limited" and headers.get("retry-after") == "1", (headers, body)
+    assert headers.get("x-content-type-options") == "nosniff" and headers.get("x-frame-options") == "DENY", headers
+    assert headers.get("content-security-policy"), headers
+    seen["rate_limited"] = 429
     figures.add("edge: nginx's own errors through the published port", ", ".join(f"{c} {s}" for c, s in seen.items()),
                 "JSON with the security headers", True,
                 "GET /static//x with Host: evil.example is the JSON 404, no Location (was a 308 to evil.example)")
