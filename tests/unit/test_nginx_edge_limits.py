@@ -130,11 +130,11 @@ def front(tmp_path, request):
     made: list[Front] = []
 
     def make(delay: float = 0.0, **overrides) -> Front:
-        made.append(Front(tmp_path / f"nginx{len(made)}", delay, **overrides))
+        where = tmp_path / f"nginx{len(made)}"
+        where.mkdir()
+        made.append(Front(where, delay, **overrides))
         return made[-1]
 
-    (tmp_path / "nginx0").mkdir()
-    (tmp_path / "nginx1").mkdir()
     yield make
     for one in made:
         one.close()
