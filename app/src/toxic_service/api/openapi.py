@@ -20,6 +20,11 @@ ROUTE_STATUSES: dict[str, tuple[int, ...]] = {
     "/openapi.json": (405, 500),
     "/": (405, 500),
     "/static/{filename}": (404, 405, 416, 500),
+    # The Perspective routes' own errors are Google's shape (the `default` response); only the
+    # front's and gunicorn's answers, which never reach the app, come in ours.
+    "/v1alpha1/comments:analyze": (),
+    "/v1alpha1/comments:suggestscore": (),
+    "/$discovery/rest": (),
 }
 FRONT_STATUSES = tuple(sorted({e.status for e in ERRORS.values() if e.http and set(e.emitted_by) - {APP}}))
 
@@ -98,10 +103,10 @@ PERSPECTIVE_SCHEMAS: dict[str, Any] = {
 }
 
 
-def perspective_paths() -> dict[str, Any]:
+def perspective_paths(limits: Limits) -> dict[str, Any]:
     """The Perspective drop-in's routes (toxic_service.perspective); their schemas are in its discovery document."""
 
-    def op(op_id: str, summary: str, *, body: bool) -> dict[str, Any]:
+    def op(route: str, op_id: str, summary: str, *, body: bool) -> dict[str, Any]:
         operation: dict[str, Any] = {
             "operationId": op_id,
             "summary": summary,
@@ -110,6 +115,7 @@ def perspective_paths() -> dict[str, Any]:
             "responses": {
                 "200": {"description": "As Perspective answers", "headers": MODEL_HEADER,
                         "content": {"application/json": {"schema": {"type": "object"}}}},
+                **error_responses(route, limits),
                 "default": {"description": "Google's error shape",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GoogleError"}}}},
             },
@@ -118,13 +124,12 @@ def perspective_paths() -> dict[str, Any]:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
         return operation
 
-    return {
-        "/v1alpha1/comments:analyze": {"post": op("perspectiveAnalyze", "Perspective: score a comment", body=True)},
-        "/v1alpha1/comments:suggestscore": {
-            "post": op("perspectiveSuggestScore", "Perspective: suggest a score (kept on this host)", body=True)
-        },
-        "/$discovery/rest": {"get": op("perspectiveDiscovery", "Perspective: the discovery document", body=False)},
-    }
+    routes = (
+        ("/v1alpha1/comments:analyze", "post", "perspectiveAnalyze", "Perspective: score a comment"),
+        ("/v1alpha1/comments:suggestscore", "post", "perspectiveSuggestScore", "Perspective: suggest a score (kept here)"),
+        ("/$discovery/rest", "get", "perspectiveDiscovery", "Perspective: the discovery document"),
+    )
+    return {route: {method: op(route, op_id, summary, body=method == "post")} for route, method, op_id, summary in routes}
 
 
 def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any]:
@@ -220,7 +225,7 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
             "A small page: type a comment, see the scores as bars",
             {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
         ),
-        **perspective_paths(),
+        **perspective_paths(limits),
         "/static/{filename}": get_op(
             "/static/{filename}",
             "static",
