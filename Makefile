@@ -79,16 +79,16 @@ test-molecule: host-deps assets wheelhouse ## molecule test -s local: create, co
 test-firewalld: image ## molecule test -s firewalld: the firewall role's firewalld path, checked from a neighbour
 	HOME=$(CACHE)/home $(BIN)/molecule test -s firewalld
 
-test-deploy: host-deps assets wheelhouse ## fab deploy/rollback against a provisioned local host, under load
+test-deploy: host-deps assets wheelhouse ## fab deploy/rollback against a provisioned local host, under load; then TLS on it
 	$(BIN)/pytest tests/deploy
 
 test-reliability: host-deps assets wheelhouse ## the short reliability profile: load, faults, bad input, security
 	TOXIC_RELIABILITY_PROFILE=short $(BIN)/pytest tests/reliability
 
-test-tls: host-deps assets wheelhouse ## TLS in container toxic-tls (throwaway CA): versions, ciphers, unknown names, HSTS, redirect
-	$(BIN)/pytest -v -s tests/tls
+test-tls: host-deps assets wheelhouse ## only the TLS checks of test-deploy (throwaway CA): versions, ciphers, unknown names, HSTS, redirect
+	$(BIN)/pytest -v -s tests/deploy/test_tls.py
 
-test: host-deps lint test-app test-molecule test-firewalld test-deploy test-reliability test-tls ## everything that proves it (what .ci/run calls)
+test: host-deps lint test-app test-molecule test-firewalld test-deploy test-reliability ## everything that proves it (what .ci/run calls)
 
 soak: host-deps assets wheelhouse ## the full reliability run (10 minutes of load); figures into docs/reliability.md
 	TOXIC_RELIABILITY_PROFILE=full $(BIN)/pytest tests/reliability

@@ -4,7 +4,7 @@ The CA lives only in the test's directory and signs one leaf for the names asked
 SHA-256, valid for a day). `handshake()` runs `openssl s_client` against 127.0.0.1:PORT and says
 what was agreed: protocol, cipher, whether the chain verified against the CA; `request()` sends
 one HTTP request, over TLS or not, and reads the answer (or its absence). Used by
-tests/unit/test_nginx_tls.py (a real nginx on loopback) and tests/tls (the role in a container).
+tests/unit/test_nginx_tls.py (a real nginx on loopback) and tests/deploy/test_tls.py (the role on the deploy suite's container).
 """
 
 from __future__ import annotations

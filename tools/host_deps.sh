@@ -32,10 +32,11 @@ done
 # package:command. docker.io brings both the engine and the client.
 # git: fab deploy names releases by commit; make: what .ci/run calls; openssh-server:
 # its sshd -T checks the base role's sshd drop-in (the package's service is not needed);
-# nodejs, npm: the real-client test runs Google's Node client (googleapis, npm ci into .cache).
+# nodejs, npm: the real-client test runs Google's Node client (googleapis, npm ci into .cache);
+# sudo: its visudo checks the deploy user's sudoers drop-in as the base role's validate step does.
 pairs=(docker.io:dockerd docker.io:docker debootstrap:debootstrap chromium:chromium
        chromium-driver:chromedriver curl:curl wrk:wrk openssh-client:ssh openssh-server:sshd
-       rsync:rsync git:git make:make nodejs:node npm:npm)
+       rsync:rsync git:git make:make nodejs:node npm:npm sudo:visudo)
 missing=()
 add_missing() { [[ " ${missing[*]-} " == *" $1 "* ]] || missing+=("$1"); }
 # A user's PATH often lacks /usr/sbin, where sshd lives.

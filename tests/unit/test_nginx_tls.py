@@ -4,7 +4,7 @@ As text: the TLS 1.2 cipher list is forward-secret AEAD only, session tickets ar
 names on 443 meet a catch-all that refuses the handshake, plain HTTP is redirected to the
 configured name (never to one built from the client's Host). Then a real nginx on loopback
 (as test_nginx_error_pages.py: TOXIC_TEST_NGINX, else skipped) with a certificate from a
-throwaway CA: what a client is offered and refused. The container test (tests/tls) checks the
+throwaway CA: what a client is offered and refused. The container test (tests/deploy/test_tls.py) checks the
 same through the role as site.yml applies it.
 """
 
