@@ -37,8 +37,9 @@ from relhost import (
     wait_until,
 )
 
-# Modules run in this order: the clean load first, then faults, bad input, security.
-MODULE_ORDER = ("test_load", "test_faults", "test_bad_input", "test_security")
+# Modules run in this order: the clean load first, then faults, bad input, security, and the
+# abusive client last (its slow connections and rate-limit state must not colour the load figures).
+MODULE_ORDER = ("test_load", "test_faults", "test_bad_input", "test_security", "test_edge_abuse")
 
 
 @dataclass(frozen=True)
