@@ -389,3 +389,57 @@ def test_an_unwritable_quota_state_is_a_500_whose_log_names_the_file_never_the_k
     assert str(state) in logs and key not in logs
     state.rmdir()
     assert analyze(client, f"?key={key}").status_code == 200  # fixed in place: no restart
+
+
+# --- the Ansible role writes the same file ------------------------------------------------------------------
+
+
+def _render_with_the_role(tmp_path, extra_vars: dict) -> tuple[str, str]:
+    """toxic.env and the keys file's content as roles/toxic_service renders them (its defaults, Ansible itself)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    role = Path(__file__).resolve().parents[2] / "roles" / "toxic_service"
+    env_out, keys_out = tmp_path / "toxic.env", tmp_path / "api-keys.json"
+    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
+             "vars_files": [str(role / "defaults" / "main.yml")],
+             "tasks": [{"ansible.builtin.template": {"src": str(role / "templates" / "toxic.env.j2"),
+                                                     "dest": str(env_out), "mode": "0600"}},
+                       {"ansible.builtin.copy": {"content": "{{ __toxic_service_api_keys_json }}\n",
+                                                 "dest": str(keys_out), "mode": "0600"}}]}]  # fmt: skip
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    (tmp_path / "extra.json").write_text(json.dumps({"ansible_python_interpreter": sys.executable, **extra_vars}))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_HOME=str(tmp_path / "home"),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"))  # fmt: skip
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", str(tmp_path / "play.yml"),
+         "-e", f"@{tmp_path / 'extra.json'}"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    return env_out.read_text(), keys_out.read_text()
+
+
+def test_the_role_writes_a_keys_file_the_service_reads_and_the_settings_that_point_at_it(tmp_path, monkeypatch):
+    key = keyfile.new_key()
+    vault = [{"name": "forum", "sha256": keyfile.key_hash(key), "qps": 5}, {"name": "bot", "sha256": "0" * 64}]
+    env_text, keys_text = _render_with_the_role(tmp_path, {"toxic_api_keys": vault, "toxic_api_keys_required": True})
+    entries = keyfile.parse(keys_text, tmp_path / "api-keys.json")
+    assert {e.name: e.qps for e in entries.values()} == {"forum": 5, "bot": 1}
+    assert entries["forum"].sha256 == keyfile.key_hash(key)
+    settings = dict(line.split("=", 1) for line in env_text.splitlines() if line.startswith("TOXIC_API_KEYS"))
+    assert settings == {
+        "TOXIC_API_KEYS_FILE": "/srv/toxic-service/shared/api-keys/api-keys.json",
+        "TOXIC_API_KEYS_REQUIRED": "true",
+        "TOXIC_API_KEYS_NATIVE": "false",
+        "TOXIC_API_KEYS_DEFAULT_QPS": "1",
+    }
+    from toxic_service.settings import Settings
+
+    for variable, value in settings.items():
+        monkeypatch.setenv(variable, value)
+    parsed = Settings()  # the service reads what the role wrote
+    assert parsed.api_keys_required is True and parsed.api_keys_native is False

@@ -60,8 +60,9 @@ def test_the_unit_may_write_the_feedback_directory_and_creates_it_for_the_servic
     unit = files["toxic-service.service"]
     directory = str(Path(_values(files["toxic.env"], "TOXIC_FEEDBACK_DB")[0]).parent)
     assert _values(unit, "ProtectSystem") == ["strict"]
-    # The one writable path on disk (besides RuntimeDirectory) is the directory of the SQLite file and its -wal/-shm.
-    assert _values(unit, "ReadWritePaths") == [directory]
+    # The writable paths on disk (besides RuntimeDirectory): the directory of the SQLite file and its -wal/-shm,
+    # and the API keys' one (their quota state; "-": its absence does not stop the unit).
+    assert _values(unit, "ReadWritePaths") == [f"{directory} -/srv/toxic-service/shared/api-keys"]
     [pre] = _values(unit, "ExecStartPre")
     assert pre.startswith("+") and pre.split() == ["+/usr/bin/install", "-d", "-o", "toxic", "-g", "toxic", "-m", "0700",
                                                    directory]
