@@ -55,7 +55,7 @@ def _start(tmp: Path, **overrides):
     port = _free_port()
     upstream = tmp / "gunicorn.sock"
     # Rate limit high enough that this test's few requests never meet it.
-    conf = render(tmp, port, upstream, nginx_rate_limit="100r/s", nginx_rate_limit_burst=100, **overrides)
+    conf = render(tmp, port, upstream, **{"nginx_rate_limit": "100r/s", "nginx_rate_limit_burst": 100, **overrides})
     args = [NGINX_BIN, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
     subprocess.run([*args, "-t", "-q"], check=True)
     listener = _upstream(upstream)

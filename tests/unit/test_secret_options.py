@@ -16,6 +16,7 @@ SECRET_NAME = re.compile(r"password|passwd|secret|token|key|credential|_uri$", r
 # Options whose names match but that hold nothing secret, each with the reason.
 NOT_SECRET = {
     "base_admin_keys": "public keys (authorized_keys lines)",
+    "base_deploy_keys": "public keys (authorized_keys lines)",
     "mongodb_gpg_key_url": "the URL of MongoDB's public signing key",
     "nginx_tls_certificate_key": "the path on the host of the TLS key file, not the key",
 }
