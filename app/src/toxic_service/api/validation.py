@@ -74,7 +74,7 @@ def parse_json(body: bytes) -> Any:
 
 def _check_text(value: Any, where: str, limits: Limits) -> str:
     if not isinstance(value, str):
-        raise BadRequest(f"{where} must be a string, not {_json_type(value)}")
+        raise BadRequest(f"{where} must be a string, not {json_type(value)}")
     if not value.strip():
         raise BadRequest(f"{where} is empty; send some text to score")
     if len(value) > limits.max_text_chars:
@@ -87,7 +87,8 @@ def _check_text(value: Any, where: str, limits: Limits) -> str:
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """How an error message names a JSON value's type (both APIs' messages use it)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -108,7 +109,7 @@ def parse_detect_request(content_type: str | None, body: bytes, limits: Limits) 
         raise PayloadTooLarge(f"the request body has {len(body)} bytes; the limit is {limits.max_body_bytes}")
     doc = parse_json(body)
     if not isinstance(doc, dict):
-        raise BadRequest(f"the request body must be a JSON object, not {_json_type(doc)}")
+        raise BadRequest(f"the request body must be a JSON object, not {json_type(doc)}")
     unknown = sorted(set(doc) - ALLOWED_FIELDS)
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(repr(k) for k in unknown)}; send 'sequence' or 'sequences'")
@@ -119,7 +120,7 @@ def parse_detect_request(content_type: str | None, body: bytes, limits: Limits) 
         return DetectRequest([_check_text(doc["sequence"], "'sequence'", limits)], batch=False)
     items = doc["sequences"]
     if not isinstance(items, list):
-        raise BadRequest(f"'sequences' must be an array of strings, not {_json_type(items)}")
+        raise BadRequest(f"'sequences' must be an array of strings, not {json_type(items)}")
     if not items:
         raise BadRequest("'sequences' is empty; send at least one string")
     if len(items) > limits.max_batch:

@@ -40,7 +40,7 @@ from flask import Response, current_app, g, request
 
 from toxic_service.api import metrics
 from toxic_service.api.routes import _read_body
-from toxic_service.api.validation import parse_json
+from toxic_service.api.validation import json_type, parse_json
 from toxic_service.errors import BadRequest
 from toxic_service.perspective.attributes import AttributeMap
 from toxic_service.perspective.errors import PerspectiveError, invalid_argument, json_response
@@ -87,22 +87,8 @@ class AnalyzeRequest:
     client_token: str | None = None
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 def _wrong(where: str, expected: str, value: Any) -> PerspectiveError:
-    return invalid_argument(f"Invalid value at '{where}': expected {expected}, got {_kind(value)}", field=where)
+    return invalid_argument(f"Invalid value at '{where}': expected {expected}, got {json_type(value)}", field=where)
 
 
 def _object(value: Any, where: str, allowed: Mapping[str, str]) -> dict[str, Any]:
@@ -299,7 +285,7 @@ def read_json_body() -> dict[str, Any]:
     except BadRequest as exc:
         raise invalid_argument(str(exc).replace('{"sequence": "some text"}', "an AnalyzeCommentRequest")) from None
     if not isinstance(doc, dict):
-        raise invalid_argument(f"Invalid JSON payload received: expected an object, got {_kind(doc)}")
+        raise invalid_argument(f"Invalid JSON payload received: expected an object, got {json_type(doc)}")
     return doc
 
 
