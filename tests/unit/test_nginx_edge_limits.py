@@ -26,6 +26,7 @@ from test_nginx_error_pages import (  # noqa: F401 (pytestmark: the skip)
     check_json_error,
     pytestmark,
     render,
+    start_nginx,
 )
 
 ANSWER = b"upstream answered"
@@ -68,20 +69,12 @@ class Front:
         self.tmp, self.port = tmp, _free_port()
         upstream = tmp / "gunicorn.sock"
         conf = render(tmp, self.port, upstream, **overrides)
-        args = [NGINX_BIN, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
-        subprocess.run([*args, "-t", "-q"], check=True)
         self.listener = _upstream(upstream, delay)
-        self.process = subprocess.Popen([*args, "-g", "daemon off;"])
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.close()
-                    raise RuntimeError(f"nginx did not start: {(tmp / 'error.log').read_text()}") from None
-                time.sleep(0.1)
+        try:
+            self.process = start_nginx(tmp, conf, self.port)
+        except RuntimeError:
+            self.listener.close()
+            raise
 
     def connect(self, source: str = "127.0.0.2") -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10, source_address=(source, 0))

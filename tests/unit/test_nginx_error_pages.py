@@ -103,25 +103,31 @@ def render(tmp: Path, port: int, socket_path: Path, **overrides) -> Path:
     return conf
 
 
+def start_nginx(tmp: Path, conf: Path, port: int) -> subprocess.Popen:
+    """nginx on `conf` (checked with -t first) once it accepts connections on `port`; the caller terminates it."""
+    args = [NGINX_BIN, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
+    subprocess.run([*args, "-t", "-q"], check=True)
+    process = subprocess.Popen([*args, "-g", "daemon off;"])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                process.wait(timeout=10)
+                raise RuntimeError(f"nginx did not start: {(tmp / 'error.log').read_text()}") from None
+            time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 def front(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nginx")
     port = _free_port()
     upstream = tmp / "gunicorn.sock"
-    conf = render(tmp, port, upstream)
-    args = [NGINX_BIN, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
-    subprocess.run([*args, "-t", "-q"], check=True)
-    process = subprocess.Popen([*args, "-g", "daemon off;"])
+    process = start_nginx(tmp, render(tmp, port, upstream), port)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"nginx did not start: {(tmp / 'error.log').read_text()}") from None
-                time.sleep(0.1)
         yield port, upstream
     finally:
         process.terminate()

@@ -7,11 +7,9 @@ that answers with the Host header it received.
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
-import time
 
-from test_nginx_error_pages import NGINX_BIN, _free_port, pytestmark, render  # noqa: F401 (pytestmark: the skip)
+from test_nginx_error_pages import _free_port, pytestmark, render, start_nginx  # noqa: F401 (pytestmark: the skip)
 
 
 def _echo_host_upstream(path) -> socket.socket:
@@ -49,18 +47,13 @@ def _ask(port: int, request: bytes) -> bytes:
 def test_the_upstream_sees_the_host_with_its_port(tmp_path):
     port = _free_port()
     conf = render(tmp_path, port, tmp_path / "gunicorn.sock", nginx_rate_limit="100r/s", nginx_rate_limit_burst=100)
-    args = [NGINX_BIN, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
     listener = _echo_host_upstream(tmp_path / "gunicorn.sock")
-    process = subprocess.Popen([*args, "-g", "daemon off;"])
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "error.log").read_text()
-                time.sleep(0.1)
+        process = start_nginx(tmp_path, conf, port)
+    except RuntimeError:
+        listener.close()
+        raise
+    try:
         with_port = _ask(port, f"GET /livez HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
         assert with_port == f"127.0.0.1:{port}".encode()
         # HTTP/1.0 without a Host: the server's name (`_` here), never an empty Host.

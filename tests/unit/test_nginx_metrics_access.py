@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from test_nginx_error_pages import NGINX_BIN, _free_port, pytestmark, render  # noqa: F401 (pytestmark: the skip)
+from test_nginx_error_pages import _free_port, pytestmark, render, start_nginx  # noqa: F401 (pytestmark: the skip)
 from toxic_service.errors import ERRORS
 
 SECRET = b"toxic_vocab_cache_hits_total 12345"
@@ -56,21 +54,12 @@ def _start(tmp: Path, **overrides):
     upstream = tmp / "gunicorn.sock"
     # Rate limit high enough that this test's few requests never meet it.
     conf = render(tmp, port, upstream, **{"nginx_rate_limit": "100r/s", "nginx_rate_limit_burst": 100, **overrides})
-    args = [NGINX_BIN, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
-    subprocess.run([*args, "-t", "-q"], check=True)
     listener = _upstream(upstream)
-    process = subprocess.Popen([*args, "-g", "daemon off;"])
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return port, process, listener
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                listener.close()
-                raise RuntimeError(f"nginx did not start: {(tmp / 'error.log').read_text()}") from None
-            time.sleep(0.1)
+    try:
+        return port, start_nginx(tmp, conf, port), listener
+    except RuntimeError:
+        listener.close()
+        raise
 
 
 @pytest.fixture(scope="module", params=[[], ["127.0.0.2/32"]], ids=["loopback only", "allow 127.0.0.2/32"])

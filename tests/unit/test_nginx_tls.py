@@ -11,14 +11,11 @@ same through the role as site.yml applies it.
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from test_nginx_error_pages import NGINX_BIN, _free_port, render
+from test_nginx_error_pages import NGINX_BIN, _free_port, render, start_nginx
 from test_nginx_metrics_access import SECRET, _upstream
 from tls_probe import ANY_CIPHER, FS_AEAD_TLS12, handshake, make_pki, request
 
@@ -130,20 +127,13 @@ def tls_front(tmp_path_factory):
     render_tls(tmp, http_port, https_port, pki)  # the ACME webroot is tmp itself (render())
     (tmp / ".well-known" / "acme-challenge").mkdir(parents=True)
     (tmp / ".well-known" / "acme-challenge" / "token").write_bytes(ACME_TOKEN)
-    args = [NGINX_BIN, "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-e", str(tmp / "error.log")]
-    subprocess.run([*args, "-t", "-q"], check=True)
     listener = _upstream(tmp / "gunicorn.sock")
-    process = subprocess.Popen([*args, "-g", "daemon off;"])
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", https_port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"nginx did not start: {(tmp / 'error.log').read_text()}") from None
-                time.sleep(0.1)
+        process = start_nginx(tmp, tmp / "nginx.conf", https_port)
+    except RuntimeError:
+        listener.close()
+        raise
+    try:
         yield http_port, https_port, pki
     finally:
         process.terminate()
