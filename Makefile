@@ -51,12 +51,20 @@ up: image ## start the local 1 GB test host (nginx on 127.0.0.1:8080, ssh on 127
 down: ## remove the local test host
 	$(BIN)/python tools/local_host.py down
 
+# The Perspective request make demo sends (Google's request shape: docs/perspective.md).
+DEMO_ANALYZE := {"comment": {"text": "I will kill you, you idiot!"}, "requestedAttributes": {"TOXICITY": {}, "INSULT": {}}}
+
 demo: host-deps assets wheelhouse up ## provision the local host with site.yml and score a real comment
 	$(BIN)/ansible-playbook -i inventory/local site.yml
 	@echo; echo '$$ curl -s -X POST http://127.0.0.1:8080/detect-toxic -H "Content-Type: application/json" \'
 	@echo "    -d '{\"sequence\": \"I will kill you, you idiot!\"}'"
 	@curl -sS --fail-with-body -X POST http://127.0.0.1:8080/detect-toxic -H 'Content-Type: application/json' \
 	    -d '{"sequence": "I will kill you, you idiot!"}' | $(BIN)/python -m json.tool --sort-keys
+	@echo; echo "The same comment through the Perspective API drop-in (docs/perspective.md; keys are off in this demo):"
+	@echo '$$ curl -s -X POST "http://127.0.0.1:8080/v1alpha1/comments:analyze?key=demo" -H "Content-Type: application/json" \'
+	@printf "    -d '%s'\n" '$(DEMO_ANALYZE)'
+	@curl -sS --fail-with-body -X POST 'http://127.0.0.1:8080/v1alpha1/comments:analyze?key=demo' \
+	    -H 'Content-Type: application/json' -d '$(DEMO_ANALYZE)' | $(BIN)/python -m json.tool
 	@echo; echo "Open http://127.0.0.1:8080/ to type a comment and see its six scores."
 
 lint: $(STAMP) ## ruff, yamllint, ansible-lint (production profile), vermin: host-side Python runs on 3.6
