@@ -41,6 +41,7 @@ from toxic_service.bundle import sha256_file
 
 from bench import REPO, Section, Target, median, ms, percentile, table
 from bench._api_keys import measure as measure_key_check
+from bench._perspective import measure as measure_perspective
 from tools import serve_local
 
 NAME = "service"
@@ -50,6 +51,8 @@ COMMAND = ".venv/bin/python -m bench service"
 SPEEDUP_TARGET = 50
 PER_CORE_TARGET = 5_000  # comments/s per core, end to end, in batches
 LITERT_RSS_TARGET_MB = 120
+PERSPECTIVE_OVERHEAD_TARGET = 1.10  # comments:analyze / POST /detect-toxic, median time per request
+SPANS_TARGET = 1.5  # spanAnnotations / whole comment only, for comments of 1-5 sentences
 
 SEED_TABLE = "posts"  # the seed read `coll.posts`
 SAMPLE_SEED = 20_240_217  # fixed: the same comments every run
@@ -527,8 +530,14 @@ def _http(port: int, method: str, path: str, body: Any = None, timeout: float = 
         conn.close()
 
 
-def measure_server(paths: Paths, runtime: str, bundle: Path, comments: Sequence[str], profile: Profile) -> dict[str, Any]:
-    """Start `toxic-service serve` (1 worker) on loopback, warm it, time requests, read VmRSS, stop it."""
+def measure_server(
+    paths: Paths, runtime: str, bundle: Path, comments: Sequence[str], profile: Profile, perspective: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Start `toxic-service serve` (1 worker) on loopback, warm it, time requests, read VmRSS, stop it.
+
+    With `perspective` (attribute names), a phase 3 after the memory figures: the Perspective drop-in against the
+    native API on the same worker (bench/_perspective.py).
+    """
     metrics_dir = Path(tempfile.mkdtemp(prefix=f"metrics-{runtime}-", dir=paths.work))
     env = dict(
         os.environ,
@@ -580,7 +589,7 @@ def measure_server(paths: Paths, runtime: str, bundle: Path, comments: Sequence[
             t0 = time.perf_counter()
             post(body)
             batches.append(time.perf_counter() - t0)
-        return {
+        result = {
             "after_singles": after_singles,
             "worker": _rss_kb(workers[0]),
             "master": _rss_kb(server.pid),
@@ -589,6 +598,9 @@ def measure_server(paths: Paths, runtime: str, bundle: Path, comments: Sequence[
             "batches": batches,
             "requests": 20 + len(singles) + HTTP_BATCH + len(batches),
         }
+        if perspective:
+            result["perspective"] = measure_perspective(port, comments, perspective, profile.http_singles, SAMPLE_SEED + 2)
+        return result
     finally:
         server.stop(timeout=25)
         for leftover in metrics_dir.glob("*"):
@@ -655,7 +667,7 @@ def run(args: argparse.Namespace) -> Section:
     batches = {threads: measure_batches(paths, comments, threads, profile.batch_repeats) for threads in (1, 2)}
     unrolled = measure_batches(paths, comments, 1, profile.batch_repeats, unrolled_bundle)
     servers = {
-        "litert": measure_server(paths, "litert", paths.bundle, comments, profile),
+        "litert": measure_server(paths, "litert", paths.bundle, comments, profile, tuple(meta.perspective_attributes or {})),
         "keras": measure_server(paths, "keras", keras_bundle, comments, profile),
     }
     interpreter_base, interpreter_rss = measure_interpreters(paths)
@@ -682,6 +694,9 @@ def run(args: argparse.Namespace) -> Section:
     best_size = max(BATCH_SIZES, key=lambda s: rate(s, 1))
     per_core = rate(best_size, 1)
     litert_rss = servers["litert"]["worker"]["VmRSS"]
+    persp = servers["litert"]["perspective"]
+    overhead = median(persp["analyze"]) / median(persp["native"])
+    span_ratios = {n: median(v["spans"]) / median(v["whole"]) for n, v in persp["spans"].items()}
     targets = (
         Target(
             f">= {SPEEDUP_TARGET}x faster per request than the seed-style path",
@@ -699,6 +714,17 @@ def run(args: argparse.Namespace) -> Section:
             f"{_mb(litert_rss)} after single comments and every batch size up to {HTTP_BATCH} "
             f"({_mb(servers['litert']['after_singles']['VmRSS'])} after single comments only)",
             litert_rss <= LITERT_RSS_TARGET_MB * 1024,
+        ),
+        Target(
+            f"Perspective `comments:analyze` <= {PERSPECTIVE_OVERHEAD_TARGET:.2f}x the native request's time",
+            f"{overhead:.2f}x (median {ms(median(persp['analyze']))} vs {ms(median(persp['native']))}, "
+            f"{len(persp['native'])} interleaved pairs)",
+            overhead <= PERSPECTIVE_OVERHEAD_TARGET,
+        ),
+        Target(
+            f"`spanAnnotations` <= {SPANS_TARGET}x the whole-comment time, comments of 1-5 sentences",
+            ", ".join(f"{n}: {r:.2f}x" for n, r in span_ratios.items()) + " (sentences: ratio of medians)",
+            max(span_ratios.values()) <= SPANS_TARGET,
         ),
     )
 
@@ -820,6 +846,23 @@ CPU-second column is the same count per second of CPU time used by the process, 
 {batch_table}
 
 {graph_text}
+
+### The Perspective drop-in (`comments:analyze`) against the native API
+
+On the LiteRT server below, after its memory figures: {len(persp["native"])} comments (Perspective's 20 KB text limit,
+non-blank) each sent once to `POST /detect-toxic` and once to `comments:analyze` asking for every attribute the bundle
+serves ({", ".join(persp["attributes"])}), interleaved and alternating which goes first (bench/_perspective.py); a
+new connection per request, as above. Median **{ms(median(persp["analyze"]))}** (p95
+{ms(percentile(persp["analyze"], 95))}) against {ms(median(persp["native"]))} (p95
+{ms(percentile(persp["native"], 95))}): **{overhead:.2f}x**.
+
+`spanAnnotations` (every sentence scored with the whole comment in one model call) against the same request without
+it, on comments of 1-5 sentences as the span scorer splits them:
+
+{table(["sentences", "pairs", "comments of that length in the file", "whole comment: median", "with spans: median",
+        "ratio"],
+       [(n, len(v["whole"]), f"{v['available']:,}", ms(median(v["whole"])), ms(median(v["spans"])),
+         f"{span_ratios[n]:.2f}x") for n, v in persp["spans"].items()])}
 
 ### The API key and quota check, per request
 
