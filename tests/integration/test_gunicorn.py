@@ -194,7 +194,8 @@ def test_malformed_http_gets_json_error_from_gunicorn(server, name, payload, sta
     for path, operations in spec["paths"].items():
         for operation in operations.values():
             documented = operation["responses"][str(status)]["content"]["application/json"]["schema"]
-            assert code in documented["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"], path
+            ours = documented["anyOf"][0] if "anyOf" in documented else documented  # Perspective: ours or Google's
+            assert code in ours["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"], path
     assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
 
 
@@ -306,13 +307,17 @@ def test_openapi_document_is_true_to_behaviour_under_schemathesis(server, workdi
 
     413 is listed as a correct answer to schema-violating data: the issue asks for 413
     (not 400) for texts and batches over the limits, and the document says so.
+    The Perspective routes are left out: their request and answer schemas are Google's, in
+    the discovery document (the OpenAPI entry only points there), and Google's own clients
+    check them (test_perspective_clients.py), with 59 kinds of bad request in
+    tests/unit/test_perspective_analyze.py.
     """
     config = workdir / "schemathesis.toml"
     config.write_text("[checks.negative_data_rejection]\nexpected-statuses = [400, 404, 405, 413, 415]\n")
     st = Path(sys.executable).with_name("st")
     result = subprocess.run(
         [str(st), "--config-file", str(config), "run", server.url + "/openapi.json", "-n", "60", "--generation-deterministic",
-         "--max-failures", "5"],
+         "--max-failures", "5", "--exclude-path-regex", r"^/(v1alpha1|\$discovery)/"],
         capture_output=True, text=True, timeout=300, cwd=workdir,
     )
     assert result.returncode == 0, result.stdout[-4000:]

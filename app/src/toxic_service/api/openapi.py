@@ -103,6 +103,16 @@ PERSPECTIVE_SCHEMAS: dict[str, Any] = {
 }
 
 
+def _or_google(responses: dict[str, Any]) -> dict[str, Any]:
+    """The front's statuses on a Perspective route: ours when nginx or gunicorn answers, Google's when the app does."""
+    out = {}
+    for status, response in responses.items():
+        ours = response["content"]["application/json"]["schema"]
+        either = {"anyOf": [ours, {"$ref": "#/components/schemas/GoogleError"}]}
+        out[status] = {**response, "content": {"application/json": {"schema": either}}}
+    return out
+
+
 def perspective_paths(limits: Limits) -> dict[str, Any]:
     """The Perspective drop-in's routes (toxic_service.perspective); their schemas are in its discovery document."""
 
@@ -115,7 +125,7 @@ def perspective_paths(limits: Limits) -> dict[str, Any]:
             "responses": {
                 "200": {"description": "As Perspective answers", "headers": MODEL_HEADER,
                         "content": {"application/json": {"schema": {"type": "object"}}}},
-                **error_responses(route, limits),
+                **_or_google(error_responses(route, limits)),
                 "default": {"description": "Google's error shape",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GoogleError"}}}},
             },
