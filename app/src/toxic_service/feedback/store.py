@@ -183,6 +183,13 @@ class FeedbackStore:
         self._conn, self._pid = conn, os.getpid()
         return conn
 
+    def _abort(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> None:
+        """Roll back a failed write; a full store is FeedbackStoreFull (the caller re-raises anything else)."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if _is_full(exc):
+            raise FeedbackStoreFull(self._full_message()) from exc
+
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -192,10 +199,7 @@ class FeedbackStore:
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if _is_full(exc):
-                raise FeedbackStoreFull(self._full_message()) from exc
+            self._abort(conn, exc)
             raise
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
@@ -261,10 +265,7 @@ class FeedbackStore:
                 )
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if _is_full(exc):
-                    raise FeedbackStoreFull(self._full_message()) from exc
+                self._abort(conn, exc)
                 raise FeedbackUnavailable(f"{self.path}: cannot write the suggestion ({exc})") from exc
             return row_id
 
