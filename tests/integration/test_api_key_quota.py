@@ -8,7 +8,6 @@ one SQLite file beside the keys file, so what passes is one quota: about
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import threading
 import time
@@ -26,15 +25,9 @@ RATE = 2 * QPS  # what the test sends, requests per second
 CLIENTS = 6  # concurrent senders: requests land on different workers
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(HERE))  # as test_molecule_scores.py imports it
 
-
-gs = _load("gunicorn_server", HERE / "gunicorn_server.py")
+import gunicorn_server as gs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
