@@ -280,7 +280,13 @@ WORD_PROJECTION = textwrap.dedent(
         expected = model.predict(x.astype("float32"), verbose=0)
         runtime = LiteRTRuntime(model_content=word_projection.convert(found), words_cap=12, buckets=(1, 8, 32))
         got = runtime.predict(x)
-        result[name] = float(np.abs(got.reshape(len(x), -1) - expected.reshape(len(x), -1)).max())
+        # A small call whose distinct words fit one row (a comment and its sentences) projects only max_len slots.
+        few = x[10:15] % T
+        narrow = runtime.predict(few)
+        assert runtime._shape == (8, T), runtime._shape
+        expected_few = model.predict(few.astype("float32"), verbose=0)
+        result[name] = max(float(np.abs(got.reshape(len(x), -1) - expected.reshape(len(x), -1)).max()),
+                           float(np.abs(narrow.reshape(len(few), -1) - expected_few.reshape(len(few), -1)).max()))
 
     def refused(*body, mask_zero=False):
         return word_projection.lowerable(chain(*body, mask_zero=mask_zero))

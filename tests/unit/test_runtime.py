@@ -154,7 +154,7 @@ def test_word_groups_cover_every_row_in_order_within_the_width(width):
 
     rows = np.random.default_rng(4).integers(0, 60, size=(37, 6), dtype=np.int32)
     rows[::4, :3] = 0  # padding, as the tokenizer pads
-    groups = list(_word_groups(rows, width))
+    groups = list(_word_groups(rows, width, np.unique(rows, return_inverse=True)))
     np.testing.assert_array_equal(np.concatenate([group for group, _, _ in groups]), rows)
     for group, words, slots in groups:
         assert len(words) <= width and len(np.unique(words)) == len(words)
