@@ -54,15 +54,22 @@ class Section:
 
 
 def machine() -> str:
-    """nproc, CPU model, memory, Python and kernel: enough to judge whether figures compare."""
+    """nproc, CPU model and vector width, memory, Python and kernel: enough to judge whether figures compare."""
     cpu = platform.processor() or "unknown CPU"
+    vector = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == (platform.processor() or "unknown CPU"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                # XNNPACK picks its kernels by these. Two machines both named "AMD EPYC" ran LiteRT 4x apart
+                # (TensorFlow 1.3x; 2026-11-29 and 2026-12-01): the model name alone does not tell them apart.
+                flags = set(line.split(":", 1)[1].split())
+                vector = " (AVX-512)" if "avx512f" in flags else " (AVX2, no AVX-512)" if "avx2" in flags else ""
                 break
     except OSError:
         pass
+    cpu += vector
     mem = ""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
