@@ -32,9 +32,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from toxic_service.commands import check, config, model, serve, train, vocab
+    from toxic_service.commands import check, config, evaluate, model, serve, train, train_stack, vocab
 
-    for module in (serve, check, vocab, model, train, config):
+    for module in (serve, check, vocab, model, train, train_stack, evaluate, config):
         main.add_command(module.command)
 
     from toxic_service.commands import keys
