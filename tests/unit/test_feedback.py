@@ -140,11 +140,6 @@ def test_a_file_that_is_not_a_feedback_store_is_refused(tiny_sqlite_path, tmp_pa
         list(FeedbackStore(vocab, 1 << 20).suggestions())
 
 
-def test_mongodb_backend_without_a_feedback_file_is_refused_clearly(tiny_settings):
-    with pytest.raises(FeedbackUnavailable, match="TOXIC_FEEDBACK_DB"):
-        feedback_store(tiny_settings.replace(vocab_backend="mongodb"))
-
-
 # --- comments:suggestscore over HTTP -------------------------------------------------------------------------
 
 

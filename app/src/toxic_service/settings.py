@@ -170,8 +170,9 @@ FIELDS: dict[str, Setting] = {
         Setting("max_body_bytes", int, "Largest accepted request body (413 beyond).", default=1_048_576, minimum=1024),
         Setting("log_text", bool, "Log comment text (off: comments can hold personal data).", default=False),
         Setting("feedback_db", Path, "SQLite file of comments:suggestscore feedback (WAL mode). Default: "
-                "<data_dir>/feedback.sqlite; the role puts it in shared/ so it outlives releases. Required with "
-                "the mongodb vocabulary backend (feedback in MongoDB is not implemented).", optional=True),
+                "<data_dir>/feedback.sqlite; the role puts it in shared/ so it outlives releases. With the mongodb "
+                "vocabulary backend and this unset, feedback goes to the 'feedback' collection of "
+                "TOXIC_MONGODB_DATABASE instead; set it to keep feedback in SQLite there too.", optional=True),
         Setting("feedback_max_bytes", int, "Size cap of the feedback database; a suggestion beyond it is refused "
                 "(429 RESOURCE_EXHAUSTED), nothing half-written.", default=268_435_456, minimum=65_536),
         Setting("api_keys_file", Path, "JSON file of API key names, SHA-256 hashes and quotas (`toxic-service keys`; "

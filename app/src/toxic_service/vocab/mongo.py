@@ -38,6 +38,22 @@ def meta_collection_name(collection: str) -> str:
     return f"{collection}_meta"
 
 
+def service_client(uri: str, timeout_ms: int) -> MongoClient:
+    """The service's client for `uri` (TLS and credentials come in the URI), unconnected until first use.
+
+    One timeout for server selection, connect and socket: a down server is a fast error, not a hung
+    worker. Also used by the feedback store (feedback/mongo.py), which lives in the same database.
+    """
+    return MongoClient(
+        uri,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=timeout_ms,
+        appname="toxic-service",
+        connect=False,
+    )
+
+
 class MongoVocabularyStore:
     """Word -> index lookups from a MongoDB collection of `{word, index}` documents.
 
@@ -84,14 +100,7 @@ class MongoVocabularyStore:
         with self._lock:
             if self._owns_client and (self._client is None or self._pid != os.getpid()):
                 # A client inherited through fork() shares sockets with the parent: never reuse it.
-                self._client = MongoClient(
-                    self.uri,
-                    serverSelectionTimeoutMS=self.timeout_ms,
-                    connectTimeoutMS=self.timeout_ms,
-                    socketTimeoutMS=self.timeout_ms,
-                    appname="toxic-service",
-                    connect=False,
-                )
+                self._client = service_client(self.uri, self.timeout_ms)
                 self._pid = os.getpid()
             return self._client[self.database]
 
