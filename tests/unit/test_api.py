@@ -68,7 +68,9 @@ def test_seed_body_with_padding_is_accepted_and_padding_ignored(client):
     with_padding = client.post("/detect-toxic", json={"sequence": "you stupid idiot", "padding": 100})
     assert with_padding.status_code == 200
     body = with_padding.get_json()
-    assert body["prediction"] == score(client, "you stupid idiot") and set(body) == {"prediction", "model"}
+    assert body["prediction"] == score(client, "you stupid idiot")
+    # The seed's field first and unchanged; flagged/flags (per-label thresholds) and model are additive.
+    assert list(body) == ["prediction", "flagged", "flags", "model"]
     # Numbers, not strings: the seed answered a Python repr.
     assert b'"insult":' in with_padding.data and b'"insult":"' not in with_padding.data
 

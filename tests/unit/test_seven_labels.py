@@ -38,7 +38,8 @@ def test_check_passes_a_seven_label_bundle_and_lists_its_labels(seven):
 def test_readyz_lists_the_seven_labels(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ready", "labels": list(SEVEN)}
+    # The seventh label has its threshold too (TOXIC_THRESHOLD_SPAM), 0.5 as no setting or metadata names one.
+    assert ready.get_json() == {"status": "ready", "labels": list(SEVEN), "thresholds": dict.fromkeys(SEVEN, 0.5)}
 
 
 def test_detect_toxic_returns_seven_scores_as_the_openapi_document_says(client):

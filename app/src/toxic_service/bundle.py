@@ -29,6 +29,9 @@ metadata.json, format_version 1:
                     labels); edit it to rename or withhold attributes
     languages       language codes the model serves (optional; ["en"] when
                     absent: every bundle made before the field was English)
+    thresholds      {label: number in [0, 1]} (optional): the recommended
+                    threshold per label, the default of its TOXIC_THRESHOLD_*
+                    setting (0.5 for a label it does not name)
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class BundleMetadata:
     # None: the Jigsaw default for this bundle's labels (filled in at construction, so it is written out).
     perspective_attributes: dict[str, str] | None = None
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    # Recommended threshold per label (empty: none recommended, 0.5 applies; settings.thresholds_for).
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.perspective_attributes is None:
@@ -134,6 +139,8 @@ class BundleMetadata:
             },
             "perspective_attributes": dict(self.perspective_attributes or {}),
             "languages": list(self.languages),
+            # Written only when present, so the id (model_identity) of a bundle without them does not change.
+            **({"thresholds": dict(self.thresholds)} if self.thresholds else {}),
         }
 
     def write(self, bundle_dir: Path) -> Path:
@@ -191,6 +198,7 @@ def load_metadata(bundle_dir: Path) -> BundleMetadata:
     return BundleMetadata(
         perspective_attributes=_perspective_attributes(doc, tuple(trained), where),
         languages=_languages(doc, where),
+        thresholds=_thresholds(doc, tuple(labels), where),
         labels=tuple(labels),
         max_len=max_len,
         vocabulary_checksum=checksum,
@@ -228,6 +236,21 @@ def _perspective_attributes(doc: dict[str, Any], trained: tuple[str, ...], where
                 f"({', '.join(trained)})"
             )
     return dict(mapping)
+
+
+def _thresholds(doc: dict[str, Any], labels: tuple[str, ...], where: str) -> dict[str, float]:
+    """The recommended thresholds, checked: each names a label of the bundle and is a number in [0, 1]."""
+    if doc.get("thresholds") is None:
+        return {}
+    thresholds = doc["thresholds"]
+    if not isinstance(thresholds, dict):
+        raise BundleError(f"{where}: 'thresholds' must be an object {{label: number between 0 and 1}}")
+    for label, value in thresholds.items():
+        if label not in labels:
+            raise BundleError(f"{where}: 'thresholds' names {label!r}, which is not a label ({', '.join(labels)})")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+            raise BundleError(f"{where}: 'thresholds' {label}: {value!r} is not a number between 0 and 1")
+    return {label: float(value) for label, value in thresholds.items()}
 
 
 def _languages(doc: dict[str, Any], where: str) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,71 @@ FIELDS: dict[str, Setting] = {
 }
 
 
+# Per-label thresholds: one setting per label of the served bundle, so their names cannot be listed here.
+# A label's setting is named threshold_<label> (lower case), its variable TOXIC_THRESHOLD_<LABEL>, like
+# every other setting; which labels exist is only known once the bundle is read (thresholds_for).
+THRESHOLD_NAME_PREFIX = "threshold_"
+THRESHOLD_PREFIX = ENV_PREFIX + THRESHOLD_NAME_PREFIX.upper()
+DEFAULT_THRESHOLD = 0.5
+# The documentation row of the family (`toxic-service config`, docs/configuration.md); never converted.
+THRESHOLD_SETTING = Setting(
+    "threshold_<label>", float,
+    "Score at or over which a label is flagged (`flagged`/`flags` in /detect-toxic answers), one variable per label "
+    "of the served bundle, e.g. TOXIC_THRESHOLD_INSULT. Default: the bundle's recommended threshold "
+    "(metadata.json `thresholds`), else 0.5. A number in [0, 1]; a variable naming a label the bundle does not "
+    "have stops the service at start.", default=DEFAULT_THRESHOLD,
+)
+DOCUMENTED = (*FIELDS.values(), THRESHOLD_SETTING)
+
+
+def threshold_variable(label: str) -> str:
+    """The variable that sets `label`'s threshold: TOXIC_THRESHOLD_ and the label in upper case."""
+    return THRESHOLD_PREFIX + label.upper()
+
+
+def _threshold_value(raw: Any, from_text: bool) -> float:
+    """A threshold: a number in [0, 1] (NaN and infinities are outside it); ValueError says why not."""
+    if from_text and isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number between 0 and 1 (got {raw!r})") from None
+    elif isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        raise ValueError(f"must be a number between 0 and 1 (got {raw!r})")
+    if not 0.0 <= value <= 1.0:  # False for NaN too
+        raise ValueError(f"must be between 0 and 1 (got {raw!r})")
+    return value
+
+
+def _thresholds_from(
+    file_or_keywords: Mapping[str, Any], environ: Mapping[str, str], keywords: Mapping[str, Any]
+) -> tuple[dict[str, float], list[str]]:
+    """{label key (lower case): threshold} set in the file, the environment or by keyword (that precedence,
+    lowest first); and the problems, each naming its variable."""
+    found: dict[str, float] = {}
+    problems: list[str] = []
+    given = [(k, v, False) for k, v in file_or_keywords.items() if k.startswith(THRESHOLD_NAME_PREFIX)]
+    given += [(k[len(ENV_PREFIX):].lower(), v, True) for k, v in environ.items() if k.startswith(THRESHOLD_PREFIX)]
+    given += [(k, v, False) for k, v in keywords.items() if k.startswith(THRESHOLD_NAME_PREFIX)]
+    for name, raw, from_text in given:  # a later source replaces an earlier one
+        key = name[len(THRESHOLD_NAME_PREFIX):].lower()
+        variable = threshold_variable(key)
+        if not key:
+            problems.append(f"{variable}: names no label (use {THRESHOLD_PREFIX}<LABEL>, e.g. {THRESHOLD_PREFIX}INSULT)")
+            continue
+        try:
+            found[key] = _threshold_value(raw, from_text)
+        except ValueError as exc:
+            problems.append(f"{variable}: {exc}")
+    return found, problems
+
+
+def _is_setting(name: str) -> bool:
+    return name in FIELDS or name.startswith(THRESHOLD_NAME_PREFIX)
+
+
 def _config_file_values() -> dict[str, Any]:
     path = os.environ.get(CONFIG_FILE_VARIABLE)
     if not path:
@@ -204,7 +269,7 @@ def _config_file_values() -> dict[str, Any]:
             values = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidSettings([f"{CONFIG_FILE_VARIABLE}={path}: not valid TOML ({exc})"]) from None
-    unknown = sorted(set(values) - set(FIELDS))
+    unknown = sorted(key for key in values if not _is_setting(key))
     if unknown:
         raise InvalidSettings([f"{CONFIG_FILE_VARIABLE}={path}: unknown setting {key!r}" for key in unknown])
     return values
@@ -216,11 +281,12 @@ class Settings:
     fields = FIELDS
 
     def __init__(self, **overrides: Any) -> None:
-        unknown = sorted(set(overrides) - set(FIELDS))
+        unknown = sorted(key for key in overrides if not _is_setting(key))
         if unknown:
             raise InvalidSettings([f"unknown setting {key!r}" for key in unknown])
         from_file = _config_file_values()
-        problems: list[str] = []
+        thresholds, problems = _thresholds_from(from_file, os.environ, overrides)
+        object.__setattr__(self, "thresholds", thresholds)
         for name, setting in FIELDS.items():
             try:
                 if name in overrides:
@@ -242,8 +308,13 @@ class Settings:
         """A copy with some settings changed (validated like any other)."""
         current = {name: getattr(self, name) for name in FIELDS}
         copy = object.__new__(Settings)
-        problems = []
+        # self's thresholds (the environment was read when self was built), then the changes.
+        kept = {THRESHOLD_NAME_PREFIX + key: value for key, value in self.thresholds.items()}
+        thresholds, problems = _thresholds_from(kept, {}, changes)
+        object.__setattr__(copy, "thresholds", thresholds)
         for name, value in {**current, **changes}.items():
+            if name.startswith(THRESHOLD_NAME_PREFIX):
+                continue
             if name not in FIELDS:
                 problems.append(f"unknown setting {name!r}")
                 continue
@@ -259,10 +330,36 @@ class Settings:
         raise AttributeError("Settings are immutable; use .replace(...)")
 
     def __repr__(self) -> str:
-        return "Settings(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS) + ")"
+        shown = [f"{name}={getattr(self, name)!r}" for name in FIELDS]
+        shown += [f"{THRESHOLD_NAME_PREFIX}{key}={value!r}" for key, value in sorted(self.thresholds.items())]
+        return "Settings(" + ", ".join(shown) + ")"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Settings) and all(getattr(self, n) == getattr(other, n) for n in FIELDS)
+        return (
+            isinstance(other, Settings)
+            and all(getattr(self, n) == getattr(other, n) for n in FIELDS)
+            and self.thresholds == other.thresholds
+        )
+
+    def thresholds_for(self, labels: Sequence[str], recommended: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The threshold in force per label of the served bundle, in label order.
+
+        A label's TOXIC_THRESHOLD_<LABEL> setting, else the bundle's recommended threshold
+        (`recommended`, metadata.json `thresholds`), else DEFAULT_THRESHOLD. A threshold set for a label
+        the bundle does not have is refused (InvalidSettings naming the variable): it would silently do
+        nothing, most likely a typo or a setting left from another bundle.
+        """
+        keys = {label.lower() for label in labels}
+        unknown = sorted(set(self.thresholds) - keys)
+        if unknown:
+            raise InvalidSettings([
+                f"{threshold_variable(key)}: the bundle has no label {key!r} (its labels: {', '.join(labels)})"
+                for key in unknown
+            ])
+        recommended = recommended or {}
+        return {
+            label: self.thresholds.get(label.lower(), recommended.get(label, DEFAULT_THRESHOLD)) for label in labels
+        }
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -279,6 +376,7 @@ class Settings:
         return self.feedback_db or self.data_dir / "feedback.sqlite"
 
     # Typed attributes, for readers and type checkers (set in __init__).
+    thresholds: dict[str, float]  # {label (lower case): threshold} as set; thresholds_for() gives those in force
     data_dir: Path
     bundle: Path | None
     runtime: str

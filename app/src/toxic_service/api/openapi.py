@@ -156,10 +156,29 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
         "type": "object",
         "description": "One score per label of the served model, from 0 (not) to 1 (certainly), in the model's label order.",
     }
+    flag = {"type": "boolean"}
+    flags: dict[str, Any] = {
+        "type": "object",
+        "description": "Per label of the served model: true when its score is at or over its threshold "
+        "(TOXIC_THRESHOLD_<LABEL>; /readyz lists those in force), in the model's label order.",
+    }
+    threshold = {"type": "number", "minimum": 0, "maximum": 1}
+    thresholds: dict[str, Any] = {
+        "type": "object",
+        "description": "The threshold in force per label: its TOXIC_THRESHOLD_<LABEL> setting, else the bundle's "
+        "recommended one, else 0.5.",
+    }
     if labels is None:
         scores["additionalProperties"] = score
+        flags["additionalProperties"] = flag
+        thresholds["additionalProperties"] = threshold
     else:
         scores.update(properties={label: score for label in labels}, required=list(labels), additionalProperties=False)
+        flags.update(properties={label: flag for label in labels}, required=list(labels), additionalProperties=False)
+        thresholds.update(
+            properties={label: threshold for label in labels}, required=list(labels), additionalProperties=False
+        )
+    flagged = {"type": "boolean", "description": "True when any label is at or over its threshold (`flags`)."}
     status_ok = {
         "type": "object",
         "properties": {"status": {"type": "string"}},
@@ -170,14 +189,16 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
         "properties": {
             "status": {"type": "string", "const": "ready"},
             "labels": {"type": "array", "items": {"type": "string"}, "description": "The served model's labels, in order."},
+            "thresholds": {"$ref": "#/components/schemas/Thresholds"},
         },
-        "required": ["status", "labels"],
+        "required": ["status", "labels", "thresholds"],
     }
     detect = {
         "summary": "Score one comment or a batch, one score per label of the served model",
         "description": (
-            "Send exactly one of `sequence` (one text; answers `prediction`) or `sequences` "
-            f"(1 to {limits.max_batch} texts; answers `predictions` in the same order). "
+            "Send exactly one of `sequence` (one text; answers `prediction`, `flagged` and `flags`) or `sequences` "
+            f"(1 to {limits.max_batch} texts; answers `predictions`, `flagged` and `flags` as lists in the same "
+            "order). A label is flagged when its score is at or over its threshold (`/readyz` lists them). "
             "The seed's `padding` field is accepted and ignored; other fields are refused. "
             f"Bodies larger than {limits.max_body_bytes} bytes (`x-max-body-bytes` of the request body) "
             "are refused with 413."
@@ -191,7 +212,8 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
         },
         "responses": {
             "200": {
-                "description": "Scores, and the model that gave them (`model`, also the X-Toxic-Model header)",
+                "description": "Scores, the labels at or over their thresholds (`flagged`, `flags`), and the model "
+                "that gave them (`model`, also the X-Toxic-Model header)",
                 "headers": MODEL_HEADER,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectResponse"}}},
             },
@@ -273,15 +295,19 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
                     "oneOf": [{"required": ["sequence"]}, {"required": ["sequences"]}],
                 },
                 "Scores": scores,
+                "Flags": flags,
+                "Thresholds": thresholds,
                 "DetectResponse": {
                     "oneOf": [
                         {
                             "type": "object",
                             "properties": {
                                 "prediction": {"$ref": "#/components/schemas/Scores"},
+                                "flagged": flagged,
+                                "flags": {"$ref": "#/components/schemas/Flags"},
                                 "model": {"$ref": "#/components/schemas/Model"},
                             },
-                            "required": ["prediction", "model"],
+                            "required": ["prediction", "flagged", "flags", "model"],
                             "additionalProperties": False,
                         },
                         {
@@ -293,9 +319,23 @@ def build_openapi(limits: Limits, labels: Sequence[str] | None) -> dict[str, Any
                                     "minItems": 1,
                                     "maxItems": limits.max_batch,
                                 },
+                                "flagged": {
+                                    "type": "array",
+                                    "items": flagged,
+                                    "minItems": 1,
+                                    "maxItems": limits.max_batch,
+                                    "description": "`flagged` of each text, in the order of `predictions`.",
+                                },
+                                "flags": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Flags"},
+                                    "minItems": 1,
+                                    "maxItems": limits.max_batch,
+                                    "description": "`flags` of each text, in the order of `predictions`.",
+                                },
                                 "model": {"$ref": "#/components/schemas/Model"},
                             },
-                            "required": ["predictions", "model"],
+                            "required": ["predictions", "flagged", "flags", "model"],
                             "additionalProperties": False,
                         },
                     ]

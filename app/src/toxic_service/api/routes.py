@@ -16,6 +16,7 @@ from toxic_service.api.validation import Limits, check_content_type, parse_detec
 from toxic_service.apikeys.gate import authorize
 from toxic_service.bundle import load_metadata, model_identity
 from toxic_service.errors import ERRORS, BundleError, PayloadTooLarge, ToxicServiceError
+from toxic_service.settings import Settings
 
 STATIC_DIR = str(resources.files("toxic_service") / "static")
 
@@ -72,7 +73,15 @@ def detect_toxic() -> Response:
     ):
         # A broken model must not reach clients as NaN (invalid JSON) or a short list.
         raise ToxicServiceError("the model returned scores that are not finite numbers, or the wrong number of rows")
-    body_out: dict[str, Any] = {"predictions": scores} if req.batch else {"prediction": scores[0]}
+    thresholds = served_thresholds(scorer)
+    # Additive: the seed's fields (prediction/predictions) stay as they were; flags are beside them, not in them.
+    flags = [{label: row[label] >= threshold for label, threshold in thresholds.items()} for row in scores]
+    flagged = [any(row.values()) for row in flags]
+    body_out: dict[str, Any] = (
+        {"predictions": scores, "flagged": flagged, "flags": flags}
+        if req.batch
+        else {"prediction": scores[0], "flagged": flagged[0], "flags": flags[0]}
+    )
     body_out["model"] = served_model(scorer)
     return jsonify(body_out)
 
@@ -92,6 +101,31 @@ def served_model(scorer: Any) -> dict[str, str]:
     return found[1]
 
 
+def served_thresholds(scorer: Any) -> dict[str, float]:
+    """The thresholds in force for `scorer`'s labels (settings.thresholds_for), computed once per scorer."""
+    cache = current_app.extensions.setdefault("toxic_service.thresholds", {})
+    found = cache.get(id(scorer))
+    if found is None or found[0] is not scorer:
+        meta = scorer.metadata
+        settings = current_app.extensions["toxic_service.settings"]
+        found = cache[id(scorer)] = (scorer, settings.thresholds_for(meta.labels, meta.thresholds))
+    return found[1]
+
+
+def check_thresholds(settings: Settings) -> None:
+    """Refuse to start (InvalidSettings naming the variable) on a threshold for a label the bundle lacks.
+
+    Checked against the bundle's metadata.json, not the scorer: a worker whose vocabulary store is
+    down still starts (503 until it answers), and a wrong threshold must stop it all the same. An
+    unreadable bundle is left to the scorer's build, which reports it.
+    """
+    try:
+        meta = load_metadata(settings.bundle_dir)
+    except BundleError:
+        return
+    settings.thresholds_for(meta.labels, meta.thresholds)
+
+
 def _model_header(response: Response) -> Response:
     """Every answer names the model that is serving (none while no model is loaded: nothing answered from one)."""
     scorer = _holder().scorer
@@ -108,7 +142,9 @@ def livez() -> Response:
 def readyz() -> Response:
     scorer = _holder().get()
     scorer.check_ready()
-    return jsonify({"status": "ready", "labels": list(scorer.labels)})
+    # The thresholds in force are shown here, beside the labels, rather than in every /detect-toxic answer:
+    # they are the deployment's settings, the same for every answer, and /readyz already declares what is served.
+    return jsonify({"status": "ready", "labels": list(scorer.labels), "thresholds": served_thresholds(scorer)})
 
 
 def metrics_view() -> Response:
@@ -152,6 +188,7 @@ def register_routes(app: Flask) -> None:
     def add(rule: str, view: Any, methods: list[str], endpoint: str | None = None) -> None:
         app.add_url_rule(rule, endpoint or view.__name__, view, methods=methods, provide_automatic_options=False)
 
+    check_thresholds(app.extensions["toxic_service.settings"])
     app.after_request(_model_header)
     add("/detect-toxic", detect_toxic, ["POST"])
     add("/livez", livez, ["GET"])

@@ -64,7 +64,7 @@ def export(out: Path, attributes: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--no-model", is_flag=True, help="Counts only: do not load the model to compute agreement.")
 def stats(as_json: bool, no_model: bool) -> None:
-    """Counts per attribute and community, and how often the current model agrees (both sides of 0.5)."""
+    """Counts per attribute and community, and how often the current model's flags agree with the suggestions."""
     from toxic_service.errors import ToxicServiceError
     from toxic_service.feedback.stats import add_agreement, count
     from toxic_service.settings import Settings
@@ -89,6 +89,7 @@ def stats(as_json: bool, no_model: bool) -> None:
                     meta.perspective_attributes or {},
                     meta.trained_labels or meta.labels,
                     scorer.score,
+                    settings.thresholds_for(meta.labels, meta.thresholds),
                     batch=settings.max_batch,
                 )
             finally:

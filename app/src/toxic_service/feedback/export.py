@@ -28,6 +28,9 @@ from pathlib import Path
 
 from toxic_service.feedback.store import Suggestion
 
+# A suggested score is Perspective's: 0.5 and over means the suggester says yes (a training label of 1).
+# This is the meaning of a suggestion, not the model's flag threshold (TOXIC_THRESHOLD_<LABEL>,
+# settings.thresholds_for), so it stays 0.5 whatever thresholds the service flags at.
 THRESHOLD = 0.5
 
 

@@ -2,10 +2,11 @@
 
 Counts: suggestions per attribute (and how many of them say yes, >= 0.5) and
 per community. Agreement, per attribute the served bundle maps to a label it
-learned: over the stored texts, the fraction where the model's score and the
-suggestion fall on the same side of 0.5, i.e. (score >= 0.5) == (suggested >=
-0.5). Texts stored without their text (doNotStore) cannot be scored and are
-counted apart.
+learned: over the stored texts, the fraction where the model flags the label as
+the service does and the suggester says the same, i.e. (score >= the label's
+threshold in force, settings.thresholds_for) == (suggested >= 0.5, what a
+suggested score means: export.THRESHOLD). Texts stored without their text
+(doNotStore) cannot be scored and are counted apart.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class FeedbackStats:
     per_community: Counter = field(default_factory=Counter)
     agreement: dict[str, Agreement] = field(default_factory=dict)
     agreement_note: str = ""
+    # The model's threshold per compared label: the service's (settings.thresholds_for), set by add_agreement.
+    model_thresholds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,7 @@ class FeedbackStats:
             },
             "communities": dict(sorted(self.per_community.items())),
             "threshold": THRESHOLD,
+            "model_thresholds": dict(self.model_thresholds),
             "agreement": {
                 name: {"label": a.label, "compared": a.compared, "agreed": a.agreed, "fraction": a.fraction}
                 for name, a in self.agreement.items()
@@ -78,9 +82,14 @@ def add_agreement(
     mapping: Mapping[str, str],
     trained: Sequence[str],
     score: Callable[[list[str]], list[dict[str, float]]],
+    thresholds: Mapping[str, float],
     batch: int = 64,
 ) -> None:
-    """Score every stored text once (in batches) and compare, per attribute mapped to a trained label."""
+    """Score every stored text once (in batches) and compare, per attribute mapped to a trained label.
+
+    `thresholds` are the ones the service flags at (settings.thresholds_for of the bundle), so the
+    agreement is that of the service's `flags`, not of a fixed 0.5.
+    """
     scorable = [(s, text) for s in suggestions if (text := model_text(s)) is not None]
     for start in range(0, len(scorable), batch):
         chunk = scorable[start : start + batch]
@@ -91,7 +100,8 @@ def add_agreement(
                     continue
                 agreement = stats.agreement.setdefault(item.attribute, Agreement(label))
                 agreement.compared += 1
-                agreement.agreed += (scores[label] >= THRESHOLD) == (item.comment_value >= THRESHOLD)
+                stats.model_thresholds[label] = thresholds[label]
+                agreement.agreed += (scores[label] >= thresholds[label]) == (item.comment_value >= THRESHOLD)
     unserved = sorted(set(stats.per_attribute) - set(stats.agreement))
     if unserved:
         stats.agreement_note = f"not compared (the model does not serve them, or no stored text): {', '.join(unserved)}"
