@@ -1,4 +1,6 @@
-// Creates or updates the administrator and the app's read-only user. Run by
+// Creates or updates the administrator, the feedback role and the app's user
+// (read on the vocabulary database, and through the feedback role insert + find
+// on its one feedback collection, nothing else writable). Run by
 // roles/mongodb with mongosh against 127.0.0.1. Every name and password comes
 // from the environment, so nothing secret is on a command line or in this file.
 // Prints one JSON line: {"changed": bool, "actions": [...]}; exits 3 when the
@@ -12,13 +14,30 @@ const adminRoles = JSON.parse(env.TOXIC_MONGO_ADMIN_ROLES).map((r) => ({ role: r
 const appName = env.TOXIC_MONGO_APP_USER;
 const appPwd = env.TOXIC_MONGO_APP_PASSWORD;
 const vocabDb = env.TOXIC_MONGO_VOCAB_DB;
-const appRoles = [{ role: 'read', db: vocabDb }];
+// The collection comments:suggestscore writes; its owner is FEEDBACK_COLLECTION in
+// app/src/toxic_service/feedback/mongo.py (tests/unit/test_mongodb_users_js.py checks they agree).
+const feedbackCollection = 'feedback';
+const feedbackRole = 'toxic_feedback';
+// Least privilege for the feedback store: insert a suggestion and find the last one (next _id and the
+// running byte count) and all of them (export, stats). No update, remove, createIndex or drop.
+const feedbackPrivileges = [
+  { resource: { db: vocabDb, collection: feedbackCollection }, actions: ['find', 'insert'] },
+];
+const appRoles = [{ role: 'read', db: vocabDb }, { role: feedbackRole, db: vocabDb }];
 const uri = env.TOXIC_MONGO_URI;
 const admin = db.getSiblingDB('admin');
 const actions = [];
 
 function isAuthFailure(e) {
   return e.code === 18 || e.codeName === 'AuthenticationFailed' || /Authentication failed/i.test(String(e.message));
+}
+
+// Privileges compared as sorted "db.collection:action" strings (the server may reorder actions).
+function samePrivileges(a, b) {
+  const keys = (list) => list.flatMap((p) => p.actions.map((action) => `${p.resource.db}.${p.resource.collection}:${action}`)).sort();
+  const x = keys(a);
+  const y = keys(b);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
 function sameRoles(a, b) {
@@ -75,14 +94,25 @@ if (!sameRoles(adminUser.roles, adminRoles)) {
   actions.push(`set roles of ${adminName}`);
 }
 
+// The role lives in the vocabulary database, next to the collection it grants on.
+const vocab = db.getSiblingDB(vocabDb);
+const existingRole = vocab.getRole(feedbackRole, { showPrivileges: true });
+if (existingRole === null) {
+  vocab.createRole({ role: feedbackRole, privileges: feedbackPrivileges, roles: [] });
+  actions.push(`created role ${feedbackRole} (insert, find on ${vocabDb}.${feedbackCollection})`);
+} else if (!samePrivileges(existingRole.privileges, feedbackPrivileges) || existingRole.roles.length > 0) {
+  vocab.updateRole(feedbackRole, { privileges: feedbackPrivileges, roles: [] });
+  actions.push(`set privileges of ${feedbackRole} to insert, find on ${vocabDb}.${feedbackCollection}`);
+}
+
 const appUser = admin.getUser(appName);
 if (appUser === null) {
   admin.createUser({ user: appName, pwd: appPwd, roles: appRoles });
-  actions.push(`created ${appName} (read on ${vocabDb})`);
+  actions.push(`created ${appName} (read on ${vocabDb}, ${feedbackRole})`);
 } else {
   if (!sameRoles(appUser.roles, appRoles)) {
     admin.updateUser(appName, { roles: appRoles });
-    actions.push(`set roles of ${appName} to read on ${vocabDb}`);
+    actions.push(`set roles of ${appName} to read on ${vocabDb}, ${feedbackRole}`);
   }
   if (!passwordWorks(appName, appPwd)) {
     admin.updateUser(appName, { pwd: appPwd });
