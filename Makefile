@@ -31,7 +31,7 @@ host-deps: ## Debian packages (docker.io, debootstrap, chromium, ...) and a runn
 $(STAMP): requirements.txt app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q -e './app[keras,import,test]'
+	$(BIN)/pip install -q -e './app[keras,import,train,test]'
 	touch $@
 
 venv: $(STAMP) ## toolchain venv: ansible, molecule, fabric, linters, the app with its extras

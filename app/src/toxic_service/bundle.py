@@ -32,6 +32,11 @@ metadata.json, format_version 1:
     thresholds      {label: number in [0, 1]} (optional): the recommended
                     threshold per label, the default of its TOXIC_THRESHOLD_*
                     setting (0.5 for a label it does not name)
+    stack           {"label": str, "file": "stack.npz"} (optional): that label's
+                    score is replaced by a stacker over a hashed char n-gram
+                    LR and the model's logits (toxic_service.stack); the
+                    file's sha256 is in model.files beside the model's
+    label_sources   {label: what taught it} (optional): per-label provenance
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from toxic_service.vocab.base import VocabularyInfo
 METADATA_FILE = "metadata.json"
 TFLITE_FILE = "model.tflite"
 KERAS_FILE = "model.keras"
+STACK_FILE = "stack.npz"
 MODEL_FILES = (TFLITE_FILE, KERAS_FILE)
 FORMAT_VERSION = 1
 # The Jigsaw challenge's six labels: the default of a NEW bundle only (model import, train).
@@ -105,6 +111,9 @@ class BundleMetadata:
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     # Recommended threshold per label (empty: none recommended, 0.5 applies; settings.thresholds_for).
     thresholds: dict[str, float] = field(default_factory=dict)
+    # The label a stack file replaces (None: the model's outputs are served as they are).
+    stack_label: str | None = None
+    label_sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.perspective_attributes is None:
@@ -141,6 +150,8 @@ class BundleMetadata:
             "languages": list(self.languages),
             # Written only when present, so the id (model_identity) of a bundle without them does not change.
             **({"thresholds": dict(self.thresholds)} if self.thresholds else {}),
+            **({"stack": {"label": self.stack_label, "file": STACK_FILE}} if self.stack_label else {}),
+            **({"label_sources": dict(self.label_sources)} if self.label_sources else {}),
         }
 
     def write(self, bundle_dir: Path) -> Path:
@@ -217,7 +228,27 @@ def load_metadata(bundle_dir: Path) -> BundleMetadata:
         model_source=str(model.get("source", "")),
         model_licence=str(model.get("licence", "")),
         model_files=dict(model.get("files") or {}),
+        stack_label=_stack_label(doc, tuple(labels), dict(model.get("files") or {}), where),
+        label_sources=_label_sources(doc, tuple(labels), where),
     )
+
+
+def _stack_label(doc: dict[str, Any], labels: tuple[str, ...], files: dict[str, str], where: str) -> str | None:
+    if doc.get("stack") is None:
+        return None
+    stack = doc["stack"]
+    if not isinstance(stack, dict) or stack.get("file") != STACK_FILE or stack.get("label") not in labels:
+        raise BundleError(f"{where}: 'stack' must be {{\"label\": one of {', '.join(labels)}, \"file\": \"{STACK_FILE}\"}}")
+    if STACK_FILE not in files:
+        raise BundleError(f"{where}: 'stack' names {STACK_FILE} but model.files records no sha256 for it")
+    return str(stack["label"])
+
+
+def _label_sources(doc: dict[str, Any], labels: tuple[str, ...], where: str) -> dict[str, str]:
+    sources = doc.get("label_sources") or {}
+    if not isinstance(sources, dict) or not all(k in labels and isinstance(v, str) for k, v in sources.items()):
+        raise BundleError(f"{where}: 'label_sources' must map bundle labels to descriptions")
+    return dict(sources)
 
 
 def _perspective_attributes(doc: dict[str, Any], trained: tuple[str, ...], where: str) -> dict[str, str] | None:
@@ -327,6 +358,7 @@ def write_bundle(
     *,
     tflite_bytes: bytes | None = None,
     keras_model: Any = None,
+    stack_bytes: bytes | None = None,
     metadata: BundleMetadata,
 ) -> BundleMetadata:
     """Write the model file(s), then metadata.json with their sha256; returns the metadata written.
@@ -334,7 +366,8 @@ def write_bundle(
     Each file is written under a temporary name and renamed into place, and
     metadata.json last, so a failed write never leaves a bundle whose metadata
     describes files that are not there. `keras_model` is any object with
-    Keras's `save(path)`; nothing here imports TensorFlow.
+    Keras's `save(path)`; nothing here imports TensorFlow. `stack_bytes` is
+    the stack file (metadata.stack_label says which label it replaces).
     """
     if tflite_bytes is None and keras_model is None:
         raise BundleError("write_bundle needs tflite_bytes, keras_model, or both")
@@ -348,7 +381,11 @@ def write_bundle(
         if keras_model is not None:
             # Keras 3 insists on the `.keras` suffix, hence a staging directory rather than a temp name.
             keras_model.save(staging / KERAS_FILE)
-        for name in MODEL_FILES:
+        if (stack_bytes is None) != (metadata.stack_label is None):
+            raise BundleError("write_bundle: stack_bytes and metadata.stack_label go together")
+        if stack_bytes is not None:
+            (staging / STACK_FILE).write_bytes(stack_bytes)
+        for name in (*MODEL_FILES, STACK_FILE):
             staged = staging / name
             if staged.exists():
                 files[name] = sha256_file(staged)
@@ -360,7 +397,7 @@ def write_bundle(
     tmp_meta.write_text(json.dumps(written.to_json(), indent=2, sort_keys=True) + "\n")
     os.replace(tmp_meta, bundle_dir / METADATA_FILE)
     # A model file left from an earlier bundle is not described by the new metadata.
-    for name in MODEL_FILES:
+    for name in (*MODEL_FILES, STACK_FILE):
         if name not in files:
             (bundle_dir / name).unlink(missing_ok=True)
     return written

@@ -3,6 +3,9 @@
 A Scorer is built once per worker, after gunicorn forks (`build_scorer`). The
 store connects per thread by itself; the runtime (an interpreter is not
 thread-safe) is created lazily, one per thread, through `runtime_factory`.
+A bundle with a stack (metadata `stack`) has that one label replaced by the
+stacker over the text's char n-grams and the model's own scores
+(toxic_service.stack, plain numpy); every other label is the model's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from toxic_service.bundle import BundleMetadata, check_vocabulary, load_metadata
 from toxic_service.errors import NotReady, StoreUnavailable, ToxicServiceError
 from toxic_service.runtime.base import InferenceRuntime
 from toxic_service.settings import Settings
+from toxic_service.stack import StackModel
 from toxic_service.text import encode, pad, tokenize
 from toxic_service.vocab.base import VocabularyStore
 
@@ -27,8 +31,11 @@ class Scorer:
         metadata: BundleMetadata,
         store: VocabularyStore,
         runtime_factory: Callable[[], InferenceRuntime],
+        stack: StackModel | None = None,
     ) -> None:
         self.metadata = metadata
+        self._stack = stack
+        self._stack_index = metadata.labels.index(metadata.stack_label) if stack and metadata.stack_label else None
         self.store = store  # the API reads the cache's `hits`/`misses` from here
         self._runtime_factory = runtime_factory
         self._local = threading.local()
@@ -69,6 +76,10 @@ class Scorer:
             raise ToxicServiceError(
                 f"the model returned shape {scores.shape} for {len(texts)} texts and {len(self.labels)} labels"
             )
+        if self._stack is not None:
+            stacked = self._stack.score(texts, scores)
+            scores = scores.copy()  # the runtime's array may be its own buffer
+            scores[:, self._stack_index] = stacked
         # tolist() gives Python floats in one call (JSON-serialisable), not one numpy scalar per score.
         return [dict(zip(self.labels, row, strict=True)) for row in scores.tolist()]
 
@@ -101,7 +112,9 @@ def build_scorer(
     Raises StoreUnavailable when the store does not answer, BundleError for a
     bad bundle. The runtime itself is created on first use in each thread.
     """
+    from toxic_service.bundle import STACK_FILE
     from toxic_service.runtime.factory import load_runtime, model_file_name
+    from toxic_service.stack import load_stack
     from toxic_service.vocab.factory import open_store
 
     bundle_dir = settings.bundle_dir
@@ -109,10 +122,11 @@ def build_scorer(
     # Fail at start-up, not on the first request, when the runtime's model file is missing or changed.
     # The one sha256 of the model per worker: every thread's runtime loads this verified path.
     model_path = verify_model_file(bundle_dir, meta, model_file_name(settings))
+    stack = load_stack(verify_model_file(bundle_dir, meta, STACK_FILE), len(meta.labels)) if meta.stack_label else None
     store = open_store(settings, on_lookup=on_lookup)
     try:
         check_vocabulary(meta, store.info())
     except BaseException:
         store.close()
         raise
-    return Scorer(meta, store, lambda: load_runtime(settings, model_path, meta))
+    return Scorer(meta, store, lambda: load_runtime(settings, model_path, meta), stack)

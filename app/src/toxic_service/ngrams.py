@@ -1,0 +1,125 @@
+"""Hashed character n-gram TF-IDF features in plain numpy: the same code at training and at serving.
+
+A comment's features are the byte n-grams (n = 1..5) of its UTF-8 encoding,
+case kept, each hashed with 32-bit FNV-1a (offset basis 2166136261, prime
+16777619, over the n bytes) and reduced to the low `log2(width)` bits. The
+hash is fixed arithmetic on bytes, so ids are the same in every process and
+on every platform (Python's hash() is salted per process: never used here).
+An n-gram never spans two comments of a batch.
+
+Weights, as scikit-learn's TfidfVectorizer(sublinear_tf=True, smooth_idf=True):
+tf -> 1 + log(tf), times idf = log((1 + n_docs) / (1 + df)) + 1 (0 for ids
+whose df is under min_df: they are dropped), then each comment's vector is
+scaled to unit L2 norm.
+
+Speed: everything is vectorised over the batch's concatenated bytes (one
+numpy pass per n, one sort to count), never a Python loop per n-gram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_N = 5
+FNV_OFFSET = np.uint32(2166136261)
+FNV_PRIME = np.uint32(16777619)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Raw n-gram counts of a batch, CSR by comment: row i is ids[indptr[i]:indptr[i+1]] (sorted, distinct)."""
+
+    indptr: np.ndarray  # (n_docs + 1,) int64
+    ids: np.ndarray  # int64 feature ids < width
+    tf: np.ndarray  # float64 raw counts
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.indptr) - 1
+
+    def rows(self) -> np.ndarray:
+        """The comment index of each entry."""
+        return np.repeat(np.arange(self.n_docs), np.diff(self.indptr))
+
+
+def check_width(width: int) -> int:
+    if width < 2 or width & (width - 1) or width > 1 << 30:
+        raise ValueError(f"the n-gram hash width must be a power of two between 2 and 2**30, got {width}")
+    return width
+
+
+def count(texts: Sequence[str], width: int, max_n: int = MAX_N) -> Counts:
+    """Hashed byte n-gram counts (n = 1..max_n) of each text."""
+    mask = np.uint32(check_width(width) - 1)
+    encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+    lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
+    buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    doc = np.repeat(np.arange(len(encoded), dtype=np.int64), lengths)
+    # Position of each byte inside its own comment, and how many bytes follow it there.
+    starts = np.cumsum(lengths) - lengths
+    remaining = np.repeat(starts + lengths, lengths) - np.arange(len(buf), dtype=np.int64)
+    keys = []
+    h = np.full(len(buf), FNV_OFFSET, dtype=np.uint32)
+    with np.errstate(over="ignore"):  # FNV's multiply is modulo 2**32 by design
+        for n in range(1, max_n + 1):
+            size = len(buf) - n + 1
+            if size <= 0:
+                break
+            # FNV-1a extended by one byte: the hash of buf[i:i+n] from that of buf[i:i+n-1].
+            h = (h[:size] ^ buf[n - 1 : n - 1 + size]) * FNV_PRIME
+            inside = remaining[:size] >= n  # the n-gram ends inside the comment it starts in
+            keys.append(doc[:size][inside] * width + (h[inside] & mask).astype(np.int64))
+    all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    unique, tf = np.unique(all_keys, return_counts=True)
+    rows = unique // width
+    indptr = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(encoded)), out=indptr[1:])
+    return Counts(indptr=indptr, ids=unique - rows * width, tf=tf.astype(np.float64))
+
+
+def fit_idf(counts: Counts, width: int, min_df: int = 1) -> np.ndarray:
+    """(width,) float32 smooth idf learned from `counts`; 0 for ids seen in fewer than `min_df` comments."""
+    df = np.bincount(counts.ids, minlength=width)  # ids are distinct within a row: a count of comments
+    idf = np.log((1.0 + counts.n_docs) / (1.0 + df)) + 1.0
+    idf[df < max(min_df, 1)] = 0.0
+    return idf.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Features:
+    """TF-IDF rows, CSR by comment (ids with idf 0 removed), each row of unit L2 norm (or empty)."""
+
+    indptr: np.ndarray
+    ids: np.ndarray
+    values: np.ndarray  # float64
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.indptr) - 1
+
+
+def transform(counts: Counts, idf: np.ndarray) -> Features:
+    weight = (1.0 + np.log(counts.tf)) * idf[counts.ids]
+    keep = weight != 0.0
+    rows = counts.rows()[keep]
+    ids, weight = counts.ids[keep], weight[keep]
+    norms = np.sqrt(np.bincount(rows, weights=weight * weight, minlength=counts.n_docs))
+    values = weight / norms[rows]
+    indptr = np.zeros(counts.n_docs + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=counts.n_docs), out=indptr[1:])
+    return Features(indptr=indptr, ids=ids, values=values)
+
+
+def featurise(texts: Sequence[str], idf: np.ndarray) -> Features:
+    """Serving's one call: counts then TF-IDF with the trained idf (its length is the hash width)."""
+    return transform(count(texts, len(idf)), idf)
+
+
+def linear(features: Features, coef: np.ndarray, intercept: float) -> np.ndarray:
+    """(n_docs,) float64 decision values coef . x + intercept."""
+    rows = np.repeat(np.arange(features.n_docs), np.diff(features.indptr))
+    dot = np.bincount(rows, weights=features.values * coef[features.ids], minlength=features.n_docs)
+    return dot + intercept
