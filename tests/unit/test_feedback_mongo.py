@@ -303,3 +303,16 @@ def test_a_full_mongodb_store_answers_resource_exhausted_and_keeps_serving(mongo
     assert 200 in statuses and statuses[-1] == 429, statuses
     assert len(backend.docs()) == statuses.count(200)
     assert mongo_app.get("/readyz").status_code == 200
+
+
+# --- the toxic_service role's environment file ---------------------------------------------------------------
+
+
+def test_the_role_leaves_feedback_db_unset_with_the_mongodb_backend(tmp_path):
+    from test_feedback_role import _values, render
+
+    mongo = render(tmp_path, toxic_root="/srv/toxic-service", toxic_vocab_backend="mongodb",
+                   toxic_mongodb_uri="mongodb://toxic_app:pw@127.0.0.1:27017/?authSource=admin")["toxic.env"]
+    assert _values(mongo, "TOXIC_VOCAB_BACKEND") == ["mongodb"]
+    assert _values(mongo, "TOXIC_FEEDBACK_DB") == []  # so feedback_store() picks the MongoDB store
+    assert _values(mongo, "TOXIC_FEEDBACK_MAX_BYTES") == ["268435456"]  # the cap holds there too
