@@ -316,3 +316,32 @@ def test_the_role_leaves_feedback_db_unset_with_the_mongodb_backend(tmp_path):
     assert _values(mongo, "TOXIC_VOCAB_BACKEND") == ["mongodb"]
     assert _values(mongo, "TOXIC_FEEDBACK_DB") == []  # so feedback_store() picks the MongoDB store
     assert _values(mongo, "TOXIC_FEEDBACK_MAX_BYTES") == ["268435456"]  # the cap holds there too
+
+
+def test_insert_and_find_on_the_feedback_collection_are_all_the_store_needs(backend):
+    if backend.kind != "real":
+        pytest.skip("mongomock has no users or roles: the store's privileges are checked only against a real server")
+    db = backend.client[backend.database]
+    role, user, password = f"fb_{uuid.uuid4().hex[:6]}", f"app_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    # What roles/mongodb/files/mongodb-users.js grants (toxic_feedback), beside read on the vocabulary.
+    privileges = [{"resource": {"db": backend.database, "collection": FEEDBACK_COLLECTION}, "actions": ["find", "insert"]}]
+    try:
+        db.command("createRole", role, privileges=privileges, roles=[])
+        db.command("createUser", user, pwd=password, roles=[{"role": "read", "db": backend.database}, role])
+    except pymongo.errors.OperationFailure as exc:
+        pytest.skip(f"cannot create a role and a user on this server: {exc}")
+    try:
+        host, port = backend.client.address
+        app = pymongo.MongoClient(host, port, username=user, password=password, authSource=backend.database,
+                                  serverSelectionTimeoutMS=3000)
+        store = MongoFeedbackStore("unused://", backend.database, 1 << 20, client=app)
+        assert [store.add(s) for s in _suggestions()] == [1, 2, 3, 4]  # the first insert creates the collection
+        assert len(list(store.suggestions())) == 4 and store.size_bytes() > 0
+        with pytest.raises(pymongo.errors.OperationFailure, match="not authorized"):
+            app[backend.database][FEEDBACK_COLLECTION].update_one({"_id": 1}, {"$set": {"text": "changed"}})
+        with pytest.raises(pymongo.errors.OperationFailure, match="not authorized"):
+            app[backend.database]["vocab"].insert_one({"word": "x", "index": 1})
+        app.close()
+    finally:
+        db.command("dropUser", user)
+        db.command("dropRole", role)
