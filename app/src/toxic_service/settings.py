@@ -155,7 +155,7 @@ FIELDS: dict[str, Setting] = {
         Setting("inference_threads", int, "Threads per interpreter (per worker).", default=1, minimum=1, maximum=64),
         Setting("vocab_backend", str, "Vocabulary store.", default="sqlite", choices=("sqlite", "mongodb")),
         Setting("sqlite_path", Path, "SQLite vocabulary file. Default: <data_dir>/vocab.sqlite.", optional=True),
-        Setting("mongodb_uri", Secret, "MongoDB URI; use a read-only user.",
+        Setting("mongodb_uri", Secret, "MongoDB URI; use a user that only reads, but for inserting feedback (roles/mongodb).",
                 default=Secret("mongodb://127.0.0.1:27017/")),
         Setting("mongodb_database", str, "MongoDB database (the seed's name).", default="word_embeddings",
                 nonblank=True),
