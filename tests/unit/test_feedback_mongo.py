@@ -345,3 +345,30 @@ def test_insert_and_find_on_the_feedback_collection_are_all_the_store_needs(back
     finally:
         db.command("dropUser", user)
         db.command("dropRole", role)
+
+
+# --- toxic-service feedback stats|export with the MongoDB store ----------------------------------------------
+
+
+def test_feedback_commands_read_the_mongodb_store_and_name_it(backend, tiny_settings, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from toxic_service.cli import main
+
+    monkeypatch.setattr("toxic_service.vocab.mongo.MongoClient", backend.new_client)
+    for name in [k for k in os.environ if k.startswith("TOXIC_")]:
+        monkeypatch.delenv(name)
+    env = {"TOXIC_VOCAB_BACKEND": "mongodb", "TOXIC_MONGODB_DATABASE": backend.database,
+           "TOXIC_BUNDLE": str(tiny_settings.bundle_dir), "TOXIC_DATA_DIR": str(tmp_path)}
+    runner = CliRunner()
+    empty = runner.invoke(main, ["feedback", "export", "--out", str(tmp_path / "none.csv")], env=env)
+    assert empty.exit_code == 1 and f"MongoDB {backend.database}.feedback: no suggestion stored yet" in empty.output
+    store = backend.store()
+    for suggestion in _suggestions():
+        store.add(suggestion)
+    stats = runner.invoke(main, ["feedback", "stats", "--no-model"], env=env)
+    assert stats.exit_code == 0, stats.output
+    assert f"4 suggestions in MongoDB {backend.database}.feedback (1 without text)" in stats.output
+    exported = runner.invoke(main, ["feedback", "export", "--out", str(tmp_path / "fb.csv"), "--attribute", "TOXICITY"], env=env)
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "fb.csv").read_text().splitlines() == [
+        "id,comment_text,toxic", "feedback-1,you idiot,1", "feedback-2,thanks 😀,0", "feedback-4,only toxicity,1"]

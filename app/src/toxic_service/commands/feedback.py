@@ -1,7 +1,8 @@
 """`toxic-service feedback export|stats`: the suggestscore feedback kept on this host.
 
 Both read the store the settings name (TOXIC_FEEDBACK_DB; on a provisioned
-host /etc/toxic-service/toxic.env sets it to the file in shared/), and the
+host /etc/toxic-service/toxic.env sets it to the file in shared/; with the
+mongodb vocabulary backend and no TOXIC_FEEDBACK_DB, MongoDB), and the
 served bundle (TOXIC_BUNDLE) for its attribute -> label map.
 """
 
@@ -39,6 +40,7 @@ def command() -> None:
 )
 def export(out: Path, attributes: tuple[str, ...]) -> None:
     """Write a Jigsaw-format CSV (id, comment_text, 0/1 label columns; value >= 0.5 is 1) that `train` reads."""
+    from toxic_service.feedback import feedback_location
     from toxic_service.feedback.export import ExportError, export_csv
     from toxic_service.importers import InputFileError
     from toxic_service.settings import Settings
@@ -48,7 +50,7 @@ def export(out: Path, attributes: tuple[str, ...]) -> None:
     try:
         result = export_csv(suggestions, meta.perspective_attributes or {}, out, attributes)
     except ExportError as exc:
-        raise InputFileError(f"{settings.feedback_file}: {exc}") from None
+        raise InputFileError(f"{feedback_location(settings)}: {exc}") from None
     click.echo(f"wrote {result.rows} rows to {result.path} (columns: {', '.join(result.columns)})")
     if result.skipped_no_text:
         click.echo(f"skipped {result.skipped_no_text} suggestions stored without their text (doNotStore)")
@@ -66,6 +68,7 @@ def export(out: Path, attributes: tuple[str, ...]) -> None:
 def stats(as_json: bool, no_model: bool) -> None:
     """Counts per attribute and community, and how often the current model's flags agree with the suggestions."""
     from toxic_service.errors import ToxicServiceError
+    from toxic_service.feedback import feedback_location
     from toxic_service.feedback.stats import add_agreement, count
     from toxic_service.settings import Settings
 
@@ -97,7 +100,7 @@ def stats(as_json: bool, no_model: bool) -> None:
     if as_json:
         click.echo(json.dumps(figures.to_json(), indent=2))
         return
-    click.echo(f"{figures.suggestions} suggestions in {settings.feedback_file} ({figures.without_text} without text)")
+    click.echo(f"{figures.suggestions} suggestions in {feedback_location(settings)} ({figures.without_text} without text)")
     click.echo(f"{'attribute':<20} {'suggestions':>11} {'yes (>=0.5)':>11} {'model agrees':>14}")
     for name, n in sorted(figures.per_attribute.items()):
         agreement = figures.agreement.get(name)

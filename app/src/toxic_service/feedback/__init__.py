@@ -51,3 +51,10 @@ def feedback_store(settings: Settings) -> AnyFeedbackStore:
                 store = FeedbackStore(settings.feedback_file, settings.feedback_max_bytes)
             _stores[key] = store
         return store
+
+
+def feedback_location(settings: Settings) -> str:
+    """Where the store the settings name keeps suggestions, for messages: the SQLite file, or
+    "MongoDB <database>.<collection>" (never the URI: it may hold a password)."""
+    store = feedback_store(settings)
+    return store.where if uses_mongodb(settings) else str(store.path)
