@@ -116,6 +116,17 @@ def test_a_comment_alone_has_the_features_it_has_in_a_batch():
         np.testing.assert_allclose(alone.values, batch.values[lo:hi])
 
 
+def test_serving_drops_unknown_ngrams_early_with_the_same_features():
+    """featurise (serving) skips idf-0 n-grams before counting; the rows must equal transform(count) (training)."""
+    width = 1 << 16
+    idf = ngrams.fit_idf(ngrams.count(TEXTS[:2] * 2, width), width, 2)
+    served = ngrams.featurise(TEXTS, idf)
+    trained = ngrams.transform(ngrams.count(TEXTS, width), idf)
+    np.testing.assert_array_equal(served.indptr, trained.indptr)
+    np.testing.assert_array_equal(served.ids, trained.ids)
+    np.testing.assert_allclose(served.values, trained.values)
+
+
 def test_tfidf_matches_the_definition():
     """sublinear tf x smooth idf, min_df dropping, unit L2 rows: computed here by hand for one small case."""
     width = 1 << 20

@@ -13,7 +13,10 @@ whose df is under min_df: they are dropped), then each comment's vector is
 scaled to unit L2 norm.
 
 Speed: everything is vectorised over the batch's concatenated bytes (one
-numpy pass per n, one sort to count), never a Python loop per n-gram.
+numpy pass per n, one sort to count), never a Python loop per n-gram. At
+serving, n-grams whose idf is 0 (never kept in training) are dropped before
+the sort: most hashed n-grams of a new comment are, and the result is the
+same since transform drops them anyway.
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ def check_width(width: int) -> int:
     return width
 
 
-def count(texts: Sequence[str], width: int, max_n: int = MAX_N) -> Counts:
-    """Hashed byte n-gram counts (n = 1..max_n) of each text."""
+def count(texts: Sequence[str], width: int, max_n: int = MAX_N, known: np.ndarray | None = None) -> Counts:
+    """Hashed byte n-gram counts (n = 1..max_n) of each text; only ids where `known` (bool, (width,)) is true if given."""
     mask = np.uint32(check_width(width) - 1)
     encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
     lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
@@ -71,7 +74,10 @@ def count(texts: Sequence[str], width: int, max_n: int = MAX_N) -> Counts:
             # FNV-1a extended by one byte: the hash of buf[i:i+n] from that of buf[i:i+n-1].
             h = (h[:size] ^ buf[n - 1 : n - 1 + size]) * FNV_PRIME
             inside = remaining[:size] >= n  # the n-gram ends inside the comment it starts in
-            keys.append(doc[:size][inside] * width + (h[inside] & mask).astype(np.int64))
+            ids = (h & mask).astype(np.int64)
+            if known is not None:
+                inside &= known[ids]
+            keys.append(doc[:size][inside] * width + ids[inside])
     all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
     unique, tf = np.unique(all_keys, return_counts=True)
     rows = unique // width
@@ -113,9 +119,11 @@ def transform(counts: Counts, idf: np.ndarray) -> Features:
     return Features(indptr=indptr, ids=ids, values=values)
 
 
-def featurise(texts: Sequence[str], idf: np.ndarray) -> Features:
-    """Serving's one call: counts then TF-IDF with the trained idf (its length is the hash width)."""
-    return transform(count(texts, len(idf)), idf)
+def featurise(texts: Sequence[str], idf: np.ndarray, known: np.ndarray | None = None) -> Features:
+    """Serving's one call: counts then TF-IDF with the trained idf (its length is the hash width).
+
+    `known` is `idf != 0`, passed in by a caller that scores often (computing it is a pass over `width`)."""
+    return transform(count(texts, len(idf), known=idf != 0 if known is None else known), idf)
 
 
 def linear(features: Features, coef: np.ndarray, intercept: float) -> np.ndarray:

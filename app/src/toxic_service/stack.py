@@ -45,8 +45,12 @@ class StackModel:
     coef: np.ndarray  # (1 + n_labels,) stacker weights on the standardised inputs
     intercept: float
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_known", self.idf != 0)  # once per load, not once per request
+
     def ngram_decision(self, texts: Sequence[str]) -> np.ndarray:
-        return ngrams.linear(ngrams.featurise(texts, self.idf), self.ngram_coef, self.ngram_intercept)
+        features = ngrams.featurise(texts, self.idf, self._known)  # type: ignore[attr-defined]
+        return ngrams.linear(features, self.ngram_coef, self.ngram_intercept)
 
     def combine(self, ngram_decision: np.ndarray, model_scores: np.ndarray) -> np.ndarray:
         z = (stack_inputs(ngram_decision, model_scores) - self.mean) / self.std
