@@ -30,6 +30,7 @@ from toxic_service import ngrams
 from toxic_service.auc import roc_auc
 from toxic_service.bundle import (
     JIGSAW_LABELS,
+    STACK_FILE,
     TFLITE_FILE,
     check_vocabulary,
     load_metadata,
@@ -233,6 +234,8 @@ def train_stack(cfg: StackConfig, log: Callable[[str], None] = print) -> StackRe
         stack_label=cfg.label,
         label_sources=sources,
         model_source=f"{meta.model_source}; {cfg.label}: stacked on {cfg.csv_path.name} (toxic-service train-stack)",
+        # The stack's weights are derived from the training CSV: its terms travel with them.
+        model_licence=f"model: {meta.model_licence or 'unknown'}; {STACK_FILE}: from {cfg.csv_path.name} (check its terms)",
     )
     tflite = verify_model_file(cfg.base_bundle, meta, TFLITE_FILE).read_bytes()
     write_bundle(cfg.out_dir, tflite_bytes=tflite, stack_bytes=stack_bytes, metadata=new_meta)
