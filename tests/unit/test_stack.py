@@ -116,6 +116,18 @@ def test_a_comment_alone_has_the_features_it_has_in_a_batch():
         np.testing.assert_allclose(alone.values, batch.values[lo:hi])
 
 
+def test_int32_and_int64_counting_keys_agree():
+    """A batch over 2**31 / width comments counts with int64 keys, a smaller one with int32: the same rows."""
+    width = 1 << 20
+    small = ngrams.count(TEXTS, width)
+    large = ngrams.count(TEXTS * 410, width)  # 2,050 comments: 2,050 * 2**20 > 2**31
+    n = small.indptr[-1]
+    np.testing.assert_array_equal(large.indptr[: len(TEXTS) + 1], small.indptr)
+    np.testing.assert_array_equal(large.ids[:n], small.ids)
+    np.testing.assert_array_equal(large.tf[:n], small.tf)
+    np.testing.assert_array_equal(large.ids[-n:], small.ids)
+
+
 def test_serving_drops_unknown_ngrams_early_with_the_same_features():
     """featurise (serving) skips idf-0 n-grams before counting; the rows must equal transform(count) (training)."""
     width = 1 << 16
@@ -125,6 +137,15 @@ def test_serving_drops_unknown_ngrams_early_with_the_same_features():
     np.testing.assert_array_equal(served.indptr, trained.indptr)
     np.testing.assert_array_equal(served.ids, trained.ids)
     np.testing.assert_allclose(served.values, trained.values)
+
+
+def test_serving_decision_equals_the_lr_on_training_features():
+    """Serving's fused ngrams.decision against coef . x + b on the features training builds (transform of count)."""
+    width = 1 << 16
+    idf = ngrams.fit_idf(ngrams.count(TEXTS[:3] * 2, width), width, 2)
+    coef = np.random.default_rng(0).normal(size=width).astype(np.float32)
+    trained = ngrams.linear(ngrams.transform(ngrams.count(TEXTS, width), idf), coef, 0.25)
+    np.testing.assert_allclose(ngrams.decision(TEXTS, idf, coef, 0.25, idf != 0), trained, rtol=1e-12, atol=1e-12)
 
 
 def test_tfidf_matches_the_definition():

@@ -60,7 +60,10 @@ def count(texts: Sequence[str], width: int, max_n: int = MAX_N, known: np.ndarra
     encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
     lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
     buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    doc = np.repeat(np.arange(len(encoded), dtype=np.int64), lengths)
+    # Keys doc * width + id: int32 when they fit (a request's batch at 2**20 up to 2,047 comments), as
+    # sorting int32 is twice as fast as int64; the keys' values, hence the result, are the same.
+    key_type = np.int32 if len(encoded) * width < 1 << 31 else np.int64
+    doc = np.repeat(np.arange(len(encoded), dtype=key_type), lengths)
     # Position of each byte inside its own comment, and how many bytes follow it there.
     starts = np.cumsum(lengths) - lengths
     remaining = np.repeat(starts + lengths, lengths) - np.arange(len(buf), dtype=np.int64)
@@ -74,12 +77,13 @@ def count(texts: Sequence[str], width: int, max_n: int = MAX_N, known: np.ndarra
             # FNV-1a extended by one byte: the hash of buf[i:i+n] from that of buf[i:i+n-1].
             h = (h[:size] ^ buf[n - 1 : n - 1 + size]) * FNV_PRIME
             inside = remaining[:size] >= n  # the n-gram ends inside the comment it starts in
-            ids = (h & mask).astype(np.int64)
+            ids = (h & mask).astype(key_type)
             if known is not None:
                 inside &= known[ids]
-            keys.append(doc[:size][inside] * width + ids[inside])
-    all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+            keys.append(doc[:size][inside] * key_type(width) + ids[inside])
+    all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=key_type)
     unique, tf = np.unique(all_keys, return_counts=True)
+    unique = unique.astype(np.int64)
     rows = unique // width
     indptr = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=len(encoded)), out=indptr[1:])
@@ -131,3 +135,15 @@ def linear(features: Features, coef: np.ndarray, intercept: float) -> np.ndarray
     rows = np.repeat(np.arange(features.n_docs), np.diff(features.indptr))
     dot = np.bincount(rows, weights=features.values * coef[features.ids], minlength=features.n_docs)
     return dot + intercept
+
+
+def decision(texts: Sequence[str], idf: np.ndarray, coef: np.ndarray, intercept: float, known: np.ndarray) -> np.ndarray:
+    """linear(featurise(texts, idf), coef, intercept) in one pass (serving's hot path): the row norm divides
+    the dot product once per comment instead of every value; `known` is `idf != 0`."""
+    counts = count(texts, len(idf), known=known)
+    rows = counts.rows()
+    weight = (1.0 + np.log(counts.tf)) * idf[counts.ids]
+    dot = np.bincount(rows, weights=weight * coef[counts.ids], minlength=counts.n_docs)
+    norm = np.sqrt(np.bincount(rows, weights=weight * weight, minlength=counts.n_docs))
+    # An empty comment (or one of only unknown n-grams) has no features: its decision is the intercept.
+    return np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0) + intercept

@@ -49,8 +49,7 @@ class StackModel:
         object.__setattr__(self, "_known", self.idf != 0)  # once per load, not once per request
 
     def ngram_decision(self, texts: Sequence[str]) -> np.ndarray:
-        features = ngrams.featurise(texts, self.idf, self._known)  # type: ignore[attr-defined]
-        return ngrams.linear(features, self.ngram_coef, self.ngram_intercept)
+        return ngrams.decision(texts, self.idf, self.ngram_coef, self.ngram_intercept, self._known)  # type: ignore[attr-defined]
 
     def combine(self, ngram_decision: np.ndarray, model_scores: np.ndarray) -> np.ndarray:
         z = (stack_inputs(ngram_decision, model_scores) - self.mean) / self.std
