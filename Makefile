@@ -79,7 +79,7 @@ perspective-clients: $(STAMP) ## Perspective's Python and Node client libraries 
 	$(BIN)/python tests/perspective_clients/install.py
 
 test-app: assets perspective-clients ## pytest: app unit, integration (real gunicorn) and browser tests (assets: the real tox-block pickle test)
-	TOXIC_TEST_NGINX=$$(tools/test_nginx.sh) $(BIN)/pytest tests/unit tests/integration tests/browser
+	TOXIC_TEST_NGINX=$$(tools/test_nginx.sh) $(BIN)/pytest -n 2 --dist loadfile tests/unit tests/integration tests/browser
 
 test-molecule: host-deps assets wheelhouse ## molecule test -s local: create, converge, idempotence, verify, destroy
 	HOME=$(CACHE)/home $(BIN)/molecule test -s local
