@@ -6,7 +6,7 @@ SQLite store (store.py), so `feedback export` and `feedback stats` read either.
 
 Where: the collection FEEDBACK_COLLECTION of TOXIC_MONGODB_DATABASE, reached
 with TOXIC_MONGODB_URI (credentials and TLS in the URI) and the vocabulary
-store's client settings (vocab/mongo.py: service_client). The app user needs
+store's client settings (vocab/mongo.py: ProcessClient, service_client). The app user needs
 insert and find on that one collection (roles/mongodb: toxic_feedback role).
 
 Durability: every insert is written with `w: "majority", j: true`, so the
@@ -39,7 +39,6 @@ on-disk compression.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -57,7 +56,7 @@ from toxic_service.feedback.store import (
     Suggestion,
 )
 from toxic_service.settings import Settings
-from toxic_service.vocab.mongo import service_client
+from toxic_service.vocab.mongo import ProcessClient
 
 # The collection's name; roles/mongodb/files/mongodb-users.js grants on it (a test checks they agree).
 FEEDBACK_COLLECTION = "feedback"
@@ -91,9 +90,7 @@ class MongoFeedbackStore:
         self.collection = collection
         self.max_bytes = max_bytes
         self.timeout_ms = timeout_ms
-        self._client = client
-        self._owns_client = client is None
-        self._pid = os.getpid()
+        self._client = ProcessClient(uri, timeout_ms, client)
         self._lock = threading.Lock()
 
     @classmethod
@@ -112,12 +109,7 @@ class MongoFeedbackStore:
         return f"MongoDB {self.database}.{self.collection}"
 
     def _coll(self) -> Any:
-        # Called with self._lock held.
-        if self._owns_client and (self._client is None or self._pid != os.getpid()):
-            # A client inherited through fork() shares sockets with the parent: never reuse it.
-            self._client = service_client(self.uri, self.timeout_ms)
-            self._pid = os.getpid()
-        return self._client[self.database].get_collection(self.collection, write_concern=DURABLE)
+        return self._client.get()[self.database].get_collection(self.collection, write_concern=DURABLE)
 
     def _last(self, coll: Any) -> tuple[int, int]:
         """(_id, totalBytes) of the newest suggestion; (0, 0) when there is none."""
@@ -138,11 +130,7 @@ class MongoFeedbackStore:
         )
 
     def close(self) -> None:
-        with self._lock:
-            if self._owns_client and self._client is not None and self._pid == os.getpid():
-                self._client.close()
-            if self._owns_client:
-                self._client = None
+        self._client.close()
 
     # --- writing -------------------------------------------------------------------------------------
 

@@ -54,6 +54,37 @@ def service_client(uri: str, timeout_ms: int) -> MongoClient:
     )
 
 
+class ProcessClient:
+    """The client of one store: made from `uri` on first use in each process, never at import or across a fork.
+
+    A client inherited through fork() shares sockets with the parent (pymongo is not fork-safe), so a new
+    process makes its own. A `given` client (tests pass mongomock's) is used as it is and never closed here.
+    Both MongoDB stores (this vocabulary store, feedback/mongo.py) hold one.
+    """
+
+    def __init__(self, uri: str, timeout_ms: int, given: Any = None) -> None:
+        self.uri = uri
+        self.timeout_ms = timeout_ms
+        self._client = given
+        self._owned = given is None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._owned and (self._client is None or self._pid != os.getpid()):
+                self._client = service_client(self.uri, self.timeout_ms)
+                self._pid = os.getpid()
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owned and self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            if self._owned:
+                self._client = None
+
+
 class MongoVocabularyStore:
     """Word -> index lookups from a MongoDB collection of `{word, index}` documents.
 
@@ -74,10 +105,7 @@ class MongoVocabularyStore:
         self.database = database
         self.collection = collection
         self.timeout_ms = timeout_ms
-        self._client = client
-        self._owns_client = client is None
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._client = ProcessClient(uri, timeout_ms, client)
         self._info: VocabularyInfo | None = None
 
     @classmethod
@@ -97,12 +125,7 @@ class MongoVocabularyStore:
         )
 
     def _db(self) -> Any:
-        with self._lock:
-            if self._owns_client and (self._client is None or self._pid != os.getpid()):
-                # A client inherited through fork() shares sockets with the parent: never reuse it.
-                self._client = service_client(self.uri, self.timeout_ms)
-                self._pid = os.getpid()
-            return self._client[self.database]
+        return self._client.get()[self.database]
 
     def _where(self) -> str:
         return f"MongoDB {self.database}.{self.collection}"
@@ -168,11 +191,7 @@ class MongoVocabularyStore:
             raise StoreUnavailable(f"{self._where()} did not answer: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock:
-            if self._owns_client and self._client is not None and self._pid == os.getpid():
-                self._client.close()
-            if self._owns_client:
-                self._client = None
+        self._client.close()
 
 
 def _validated(pairs: Iterable[tuple[str, int]], index_base: int) -> dict[str, int]:
