@@ -55,16 +55,10 @@ def verify_scores(
               help="SQLite vocabulary file; implies the sqlite backend (default: TOXIC_SQLITE_PATH or <data_dir>/vocab.sqlite).")
 def command(bundle: Path | None, sqlite_path: Path | None) -> None:
     """Load model and vocabulary as `serve` does, score a toxic and a benign sample, verify the results."""
-    from toxic_service.commands.serve import load_settings
+    from toxic_service.commands.serve import load_bundle_settings
     from toxic_service.scoring import build_scorer
 
-    overrides: dict[str, object] = {}
-    if bundle is not None:
-        overrides["bundle"] = bundle
-    if sqlite_path is not None:
-        overrides["sqlite_path"] = sqlite_path
-        overrides["vocab_backend"] = "sqlite"
-    settings = load_settings(**overrides)
+    settings = load_bundle_settings(bundle, sqlite_path)
     started = time.perf_counter()
     meta = load_metadata(settings.bundle_dir)
     scorer = build_scorer(settings)

@@ -77,19 +77,13 @@ def command(bias: bool, split: str, json_file: Path | None, bundle: Path | None,
     from toxic_service.bias.metrics import measure
     from toxic_service.bias.templates import sentences
     from toxic_service.commands._progress import progress_bar
-    from toxic_service.commands.serve import load_settings
+    from toxic_service.commands.serve import load_bundle_settings
     from toxic_service.errors import BundleError
     from toxic_service.scoring import build_scorer
 
     if not bias:
         raise click.UsageError("say what to evaluate: --bias (identity bias on the generated templates)")
-    overrides: dict[str, object] = {}
-    if bundle is not None:
-        overrides["bundle"] = bundle
-    if sqlite_path is not None:
-        overrides["sqlite_path"] = sqlite_path
-        overrides["vocab_backend"] = "sqlite"
-    settings = load_settings(**overrides)
+    settings = load_bundle_settings(bundle, sqlite_path)
     scorer = build_scorer(settings)
     try:
         meta = scorer.metadata

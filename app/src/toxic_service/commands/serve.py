@@ -35,6 +35,17 @@ def load_settings(**overrides: object) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def load_bundle_settings(bundle: Path | None, sqlite_path: Path | None) -> Settings:
+    """`load_settings` with the --bundle / --sqlite options of `check` and `evaluate` (--sqlite implies that backend)."""
+    overrides: dict[str, object] = {}
+    if bundle is not None:
+        overrides["bundle"] = bundle
+    if sqlite_path is not None:
+        overrides["sqlite_path"] = sqlite_path
+        overrides["vocab_backend"] = "sqlite"
+    return load_settings(**overrides)
+
+
 def _mem_available_mb() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
