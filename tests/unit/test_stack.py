@@ -169,7 +169,7 @@ def test_tfidf_matches_the_definition():
 
 def test_stacked_bundle_changes_only_insult_and_learns_it(stacked, tiny_settings):
     meta = load_metadata(stacked)
-    assert meta.stack_label == "insult" and STACK_FILE in meta.model_files
+    assert meta.stack_labels == ("insult",) and STACK_FILE in meta.model_files
     assert "char 1-5-gram LR" in meta.label_sources["insult"] and set(meta.label_sources) == set(meta.labels)
     texts = [f"{t} number {i}" for i, t in enumerate(INSULTS + NEUTRAL)]
     base = build_scorer(tiny_settings)

@@ -32,10 +32,13 @@ metadata.json, format_version 1:
     thresholds      {label: number in [0, 1]} (optional): the recommended
                     threshold per label, the default of its TOXIC_THRESHOLD_*
                     setting (0.5 for a label it does not name)
-    stack           {"label": str, "file": "stack.npz"} (optional): that label's
-                    score is replaced by a stacker over a hashed char n-gram
-                    LR and the model's logits (toxic_service.stack); the
-                    file's sha256 is in model.files beside the model's
+    stack           {"labels": [str, ...], "file": "stack.npz"} (optional): those
+                    labels' scores are replaced by stackers over hashed char
+                    n-gram LRs and the model's logits (toxic_service.stack),
+                    one row of the file per label in this order; the file's
+                    sha256 is in model.files beside the model's. A bundle
+                    written before several labels could be stacked has
+                    {"label": str, ...}: read as a list of one
     label_sources   {label: what taught it} (optional): per-label provenance
 """
 
@@ -111,8 +114,8 @@ class BundleMetadata:
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     # Recommended threshold per label (empty: none recommended, 0.5 applies; settings.thresholds_for).
     thresholds: dict[str, float] = field(default_factory=dict)
-    # The label a stack file replaces (None: the model's outputs are served as they are).
-    stack_label: str | None = None
+    # The labels a stack file replaces, in its row order (empty: the model's outputs are served as they are).
+    stack_labels: tuple[str, ...] = ()
     label_sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -150,7 +153,7 @@ class BundleMetadata:
             "languages": list(self.languages),
             # Written only when present, so the id (model_identity) of a bundle without them does not change.
             **({"thresholds": dict(self.thresholds)} if self.thresholds else {}),
-            **({"stack": {"label": self.stack_label, "file": STACK_FILE}} if self.stack_label else {}),
+            **({"stack": {"labels": list(self.stack_labels), "file": STACK_FILE}} if self.stack_labels else {}),
             **({"label_sources": dict(self.label_sources)} if self.label_sources else {}),
         }
 
@@ -228,20 +231,30 @@ def load_metadata(bundle_dir: Path) -> BundleMetadata:
         model_source=str(model.get("source", "")),
         model_licence=str(model.get("licence", "")),
         model_files=dict(model.get("files") or {}),
-        stack_label=_stack_label(doc, tuple(labels), dict(model.get("files") or {}), where),
+        stack_labels=_stack_labels(doc, tuple(labels), dict(model.get("files") or {}), where),
         label_sources=_label_sources(doc, tuple(labels), where),
     )
 
 
-def _stack_label(doc: dict[str, Any], labels: tuple[str, ...], files: dict[str, str], where: str) -> str | None:
+def _stack_labels(doc: dict[str, Any], labels: tuple[str, ...], files: dict[str, str], where: str) -> tuple[str, ...]:
     if doc.get("stack") is None:
-        return None
+        return ()
     stack = doc["stack"]
-    if not isinstance(stack, dict) or stack.get("file") != STACK_FILE or stack.get("label") not in labels:
-        raise BundleError(f"{where}: 'stack' must be {{\"label\": one of {', '.join(labels)}, \"file\": \"{STACK_FILE}\"}}")
+    stacked = None
+    if isinstance(stack, dict) and stack.get("file") == STACK_FILE:
+        stacked = stack.get("labels", [stack["label"]] if "label" in stack else None)
+    if (
+        not isinstance(stacked, list)
+        or not stacked
+        or not all(isinstance(lab, str) and lab in labels for lab in stacked)
+        or len(set(stacked)) != len(stacked)
+    ):
+        raise BundleError(
+            f"{where}: 'stack' must be {{\"labels\": [distinct labels of {', '.join(labels)}], \"file\": \"{STACK_FILE}\"}}"
+        )
     if STACK_FILE not in files:
         raise BundleError(f"{where}: 'stack' names {STACK_FILE} but model.files records no sha256 for it")
-    return str(stack["label"])
+    return tuple(stacked)
 
 
 def _label_sources(doc: dict[str, Any], labels: tuple[str, ...], where: str) -> dict[str, str]:
@@ -367,7 +380,7 @@ def write_bundle(
     metadata.json last, so a failed write never leaves a bundle whose metadata
     describes files that are not there. `keras_model` is any object with
     Keras's `save(path)`; nothing here imports TensorFlow. `stack_bytes` is
-    the stack file (metadata.stack_label says which label it replaces).
+    the stack file (metadata.stack_labels says which labels it replaces).
     """
     if tflite_bytes is None and keras_model is None:
         raise BundleError("write_bundle needs tflite_bytes, keras_model, or both")
@@ -381,8 +394,8 @@ def write_bundle(
         if keras_model is not None:
             # Keras 3 insists on the `.keras` suffix, hence a staging directory rather than a temp name.
             keras_model.save(staging / KERAS_FILE)
-        if (stack_bytes is None) != (metadata.stack_label is None):
-            raise BundleError("write_bundle: stack_bytes and metadata.stack_label go together")
+        if (stack_bytes is None) != (not metadata.stack_labels):
+            raise BundleError("write_bundle: stack_bytes and metadata.stack_labels go together")
         if stack_bytes is not None:
             (staging / STACK_FILE).write_bytes(stack_bytes)
         for name in (*MODEL_FILES, STACK_FILE):

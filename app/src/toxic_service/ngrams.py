@@ -147,3 +147,21 @@ def decision(texts: Sequence[str], idf: np.ndarray, coef: np.ndarray, intercept:
     norm = np.sqrt(np.bincount(rows, weights=weight * weight, minlength=counts.n_docs))
     # An empty comment (or one of only unknown n-grams) has no features: its decision is the intercept.
     return np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0) + intercept
+
+
+def decisions(
+    texts: Sequence[str], idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray, known: np.ndarray
+) -> np.ndarray:
+    """(n_docs, k) `decision` of k LRs at once, row j with its own idf[j] and coef[j] (all (k, width)): the
+    n-grams are counted once (the sort is most of the cost); `known` is where any idf row is not 0."""
+    idf, coef = np.atleast_2d(idf), np.atleast_2d(coef)
+    counts = count(texts, idf.shape[1], known=known)
+    rows = counts.rows()
+    log_tf = 1.0 + np.log(counts.tf)
+    out = np.empty((counts.n_docs, len(idf)))
+    for j in range(len(idf)):
+        weight = log_tf * idf[j][counts.ids]
+        dot = np.bincount(rows, weights=weight * coef[j][counts.ids], minlength=counts.n_docs)
+        norm = np.sqrt(np.bincount(rows, weights=weight * weight, minlength=counts.n_docs))
+        out[:, j] = np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0) + np.atleast_1d(intercept)[j]
+    return out

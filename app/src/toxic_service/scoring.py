@@ -3,8 +3,8 @@
 A Scorer is built once per worker, after gunicorn forks (`build_scorer`). The
 store connects per thread by itself; the runtime (an interpreter is not
 thread-safe) is created lazily, one per thread, through `runtime_factory`.
-A bundle with a stack (metadata `stack`) has that one label replaced by the
-stacker over the text's char n-grams and the model's own scores
+A bundle with a stack (metadata `stack`) has those labels replaced by their
+stackers over the text's char n-grams and the model's own scores
 (toxic_service.stack, plain numpy); every other label is the model's.
 """
 
@@ -35,7 +35,7 @@ class Scorer:
     ) -> None:
         self.metadata = metadata
         self._stack = stack
-        self._stack_index = metadata.labels.index(metadata.stack_label) if stack and metadata.stack_label else None
+        self._stack_columns = [metadata.labels.index(label) for label in metadata.stack_labels] if stack else []
         self.store = store  # the API reads the cache's `hits`/`misses` from here
         self._runtime_factory = runtime_factory
         self._local = threading.local()
@@ -79,7 +79,7 @@ class Scorer:
         if self._stack is not None:
             stacked = self._stack.score(texts, scores)
             scores = scores.copy()  # the runtime's array may be its own buffer
-            scores[:, self._stack_index] = stacked
+            scores[:, self._stack_columns] = stacked
         # tolist() gives Python floats in one call (JSON-serialisable), not one numpy scalar per score.
         return [dict(zip(self.labels, row, strict=True)) for row in scores.tolist()]
 
@@ -122,7 +122,11 @@ def build_scorer(
     # Fail at start-up, not on the first request, when the runtime's model file is missing or changed.
     # The one sha256 of the model per worker: every thread's runtime loads this verified path.
     model_path = verify_model_file(bundle_dir, meta, model_file_name(settings))
-    stack = load_stack(verify_model_file(bundle_dir, meta, STACK_FILE), len(meta.labels)) if meta.stack_label else None
+    stack = (
+        load_stack(verify_model_file(bundle_dir, meta, STACK_FILE), len(meta.labels), len(meta.stack_labels))
+        if meta.stack_labels
+        else None
+    )
     store = open_store(settings, on_lookup=on_lookup)
     try:
         check_vocabulary(meta, store.info())
