@@ -155,3 +155,25 @@ def test_bad_mitigate_labels_are_refused_and_nothing_is_written(mitigate, messag
     with pytest.raises(InputFileError, match=message):
         train_stack(small_config(tiny_bundle_dir, tiny_sqlite_path, csv_path, out, mitigate=mitigate), log=lambda _: None)
     assert not out.exists()
+
+
+def test_sparse_rows_shortcut_gives_the_dense_arithmetic():
+    """Serving picks a mitigation row's few n-grams out before its arithmetic: the same decisions as without."""
+    from toxic_service import ngrams
+
+    width = 1 << 16
+    texts = UNLABELLED + ["", "a", "naïve café 😀"]
+    rng = np.random.default_rng(3)
+    dense = ngrams.fit_idf(ngrams.count(texts, width), width, 1)
+    sparse = dense * (rng.random(width) < 0.05)  # a row knowing a few ids only
+    idf = np.vstack([dense, sparse, sparse]).astype(np.float32)
+    coef = rng.normal(size=(3, width)).astype(np.float32)
+    known = (idf != 0).any(axis=0)
+    full = ngrams.decisions(texts, idf, coef, np.array([0.1, 0.2, 0.3]), known)
+    fast = ngrams.decisions(texts, idf, coef, np.array([0.1, 0.2, 0.3]), known, (1, 2), (idf[1:] != 0).any(axis=0))
+    np.testing.assert_allclose(fast, full, rtol=1e-12, atol=1e-12)
+    model = StackModel(idf, coef, np.zeros(3), np.zeros((3, 7)), np.ones((3, 7)), np.ones((3, 7)), np.zeros(3))
+    assert model._sparse[0] == (1, 2)  # the load finds the rows the shortcut is for
+    for j in range(3):
+        single = ngrams.decision(texts, idf[j], coef[j], [0.1, 0.2, 0.3][j], idf[j] != 0)
+        np.testing.assert_allclose(full[:, j], single, rtol=1e-12, atol=1e-12)

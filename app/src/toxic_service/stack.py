@@ -56,7 +56,12 @@ class StackModel:
             value = np.asarray(getattr(self, name))
             object.__setattr__(self, name, value.reshape((1,) * (ndim - value.ndim) + value.shape))
         # Once per load, not once per request: the ids any row knows (an n-gram no row weighs is not counted).
-        object.__setattr__(self, "_known", (self.idf != 0).any(axis=0))
+        nonzero = self.idf != 0
+        object.__setattr__(self, "_known", nonzero.any(axis=0))
+        # Rows that weigh under a tenth of the known ids (bias-mitigation rows) get their n-grams picked out first.
+        known_ids = int(self._known.sum())  # type: ignore[attr-defined]
+        sparse = tuple(j for j, row in enumerate(nonzero) if row.sum() * 10 < known_ids)
+        object.__setattr__(self, "_sparse", (sparse, nonzero[list(sparse)].any(axis=0) if sparse else None))
 
     @property
     def n_stacked(self) -> int:
@@ -64,7 +69,9 @@ class StackModel:
 
     def ngram_decision(self, texts: Sequence[str]) -> np.ndarray:
         """(n, k) n-gram LR decisions, one column per stacked label."""
-        return ngrams.decisions(texts, self.idf, self.ngram_coef, self.ngram_intercept, self._known)  # type: ignore[attr-defined]
+        return ngrams.decisions(
+            texts, self.idf, self.ngram_coef, self.ngram_intercept, self._known, *self._sparse  # type: ignore[attr-defined]
+        )
 
     def combine(self, ngram_decision: np.ndarray, model_scores: np.ndarray) -> np.ndarray:
         """(n, k) stacked scores from (n, k) decisions and the model's (n, n_labels) scores."""
