@@ -177,3 +177,32 @@ def test_sparse_rows_shortcut_gives_the_dense_arithmetic():
     for j in range(3):
         single = ngrams.decision(texts, idf[j], coef[j], [0.1, 0.2, 0.3][j], idf[j] != 0)
         np.testing.assert_allclose(full[:, j], single, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected"),
+    [
+        ({"label": "insult", "file": STACK_FILE}, ("insult",)),  # the one-label form bundles were written with
+        ({"labels": ["insult", "toxic"], "file": STACK_FILE}, ("insult", "toxic")),
+        ({"labels": ["insult", "insult"], "file": STACK_FILE}, None),
+        ({"labels": ["spam"], "file": STACK_FILE}, None),
+        ({"labels": [], "file": STACK_FILE}, None),
+        ({"labels": ["insult"], "file": "other.npz"}, None),
+    ],
+)
+def test_metadata_stack_labels_are_read_and_checked(stack, expected, built, tmp_path):
+    import shutil
+
+    from toxic_service.errors import BundleError
+
+    plain, _, _ = built
+    bundle = tmp_path / "model"
+    shutil.copytree(plain, bundle)
+    doc = json.loads((bundle / "metadata.json").read_text())
+    doc["stack"] = stack
+    (bundle / "metadata.json").write_text(json.dumps(doc))
+    if expected is None:
+        with pytest.raises(BundleError, match="'stack' must be"):
+            load_metadata(bundle)
+    else:
+        assert load_metadata(bundle).stack_labels == expected
