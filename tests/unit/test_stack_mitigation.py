@@ -206,3 +206,23 @@ def test_metadata_stack_labels_are_read_and_checked(stack, expected, built, tmp_
             load_metadata(bundle)
     else:
         assert load_metadata(bundle).stack_labels == expected
+
+
+def test_the_command_takes_mitigate_and_distil(tiny_bundle_dir, tiny_sqlite_path, tmp_path):
+    from click.testing import CliRunner
+    from toxic_service.cli import main
+
+    csv_path = write_csv(tmp_path / "train.csv", synthetic_rows())
+    unlabelled = tmp_path / "unlabelled.json"
+    unlabelled.write_text(json.dumps({"texts": UNLABELLED}))
+    out = tmp_path / "model"
+    result = CliRunner().invoke(
+        main,
+        ["train-stack", "--stack-on", str(tiny_bundle_dir), "--vocab", str(tiny_sqlite_path), "--data", str(csv_path),
+         "--distil", str(unlabelled), "--mitigate", "toxic", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "toxic: template weight" in result.output
+    assert load_metadata(out).stack_labels == ("insult", "toxic")
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["mitigation"][0]["label"] == "toxic" and report["mitigation"][0]["n_templates"] == 576
