@@ -366,7 +366,7 @@ class SourceRepo:
         other = SourceRepo(path)
         other.set_version(kind.replace("-", "."))
         if kind == "broken-check":  # `toxic-service check` exits non-zero: must never be activated
-            other.patch("src/toxic_service/commands/check.py", "    settings = load_settings(**overrides)\n",
+            other.patch("src/toxic_service/commands/check.py", "    settings = load_bundle_settings(bundle, sqlite_path)\n",
                         '    raise click.ClickException("deliberately broken release (deploy test): check fails")\n')
         elif kind == "unready":  # check passes, but the running service answers /readyz with 503
             other.patch("src/toxic_service/api/routes.py", "def readyz() -> Response:\n",
