@@ -226,3 +226,29 @@ def test_the_command_takes_mitigate_and_distil(tiny_bundle_dir, tiny_sqlite_path
     assert load_metadata(out).stack_labels == ("insult", "toxic")
     report = json.loads((out / "train_report.json").read_text())
     assert report["mitigation"][0]["label"] == "toxic" and report["mitigation"][0]["n_templates"] == 576
+
+
+def test_a_batch_where_no_row_knows_any_n_gram_scores_its_intercepts():
+    """"0" through nginx was a 500: no known n-gram left bincount's int zeros, and divide refused to cast into them."""
+    from toxic_service import ngrams
+
+    width = 1 << 16
+    idf = np.zeros((2, width), dtype=np.float32)
+    idf[:, ngrams.count(["zzz"], width).ids] = 1.0  # every row knows only the n-grams of "zzz"
+    coef = np.ones((2, width), dtype=np.float32)
+    known = (idf != 0).any(axis=0)
+    for sparse_rows in ((), (1,)):
+        got = ngrams.decisions(["0", ""], idf, coef, np.array([0.25, -0.5]), known, sparse_rows, known if sparse_rows else None)
+        np.testing.assert_array_equal(got, [[0.25, -0.5], [0.25, -0.5]])
+
+
+def test_only_the_first_max_bytes_of_a_comment_are_counted():
+    """A long comment costs what its first MAX_BYTES bytes cost, at training and at serving (the same count())."""
+    from toxic_service import ngrams
+
+    head = ("abc def " * ngrams.MAX_BYTES)[: ngrams.MAX_BYTES]
+    counts = ngrams.count([head, head + "zzzz qqqq " * 500], 1 << 16)
+    first, second = (slice(counts.indptr[i], counts.indptr[i + 1]) for i in range(2))
+    assert counts.indptr[1] > 0
+    np.testing.assert_array_equal(counts.ids[first], counts.ids[second])
+    np.testing.assert_array_equal(counts.tf[first], counts.tf[second])
